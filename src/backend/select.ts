@@ -1,0 +1,131 @@
+// Picks and starts the TensorFlow.js backend: tensorflow (tfjs-node-gpu, native), wasm or cpu.
+import { createRequire } from 'node:module';
+import { tf } from '../tf.js';
+import { UserError } from '../errors.js';
+import './gradients.js';
+
+export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+
+export interface SelectedBackend {
+  name: string;
+  device: 'GPU' | 'CPU';
+  notes: string[];
+}
+
+const require = createRequire(import.meta.url);
+
+export const TFJS_NODE_GPU = '@tensorflow/tfjs-node-gpu';
+export const INSTALL_HINT =
+  `install it with \`npm install ${TFJS_NODE_GPU}@4.22.0\` on a machine with CUDA 11.2 + cuDNN 8.1 ` +
+  '(or use --backend wasm)';
+export const CUDA_FALLBACK_NOTE =
+  'WARNING: backend tensorflow is running on the CPU, not the GPU: tfjs-node-gpu 4.22 needs CUDA 11.2 + cuDNN 8.1 ' +
+  '(libcudart.so.11.0, libcudnn.so.8) and silently falls back to the CPU with CUDA 12. Run `flow doctor` for details.';
+
+let current: SelectedBackend | null = null;
+
+/** First line of an error, for one-line reports. */
+export function firstLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'unknown error';
+}
+
+/** Loads the tfjs-node-gpu package (which registers the 'tensorflow' backend); throws its load error. */
+export function loadTfjsNodeGpu(): void {
+  require(TFJS_NODE_GPU);
+}
+
+/** Whether the tensorflow backend is on a GPU. tfjs-node exposes it as a property of its backend
+ *  (its native binding has it as a method), so accept either. */
+export function tensorflowUsesGpu(): boolean {
+  const backend = tf.findBackend('tensorflow') as unknown as { isUsingGpuDevice?: boolean | (() => boolean) } | null;
+  const flag = backend?.isUsingGpuDevice;
+  return typeof flag === 'function' ? Boolean(flag.call(backend)) : Boolean(flag);
+}
+
+async function startTensorflow(): Promise<SelectedBackend> {
+  try {
+    loadTfjsNodeGpu();
+  } catch (e) {
+    const missing = (e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && firstLine(e).includes(TFJS_NODE_GPU);
+    const why = missing ? 'is not installed' : `failed to load (${firstLine(e)})`;
+    throw new UserError(`--backend tensorflow: ${TFJS_NODE_GPU} ${why}; ${INSTALL_HINT}`);
+  }
+  if (!(await tf.setBackend('tensorflow'))) {
+    throw new UserError(`--backend tensorflow: ${TFJS_NODE_GPU} loaded but its backend did not start; ${INSTALL_HINT}`);
+  }
+  const gpu = tensorflowUsesGpu();
+  return { name: 'tensorflow', device: gpu ? 'GPU' : 'CPU', notes: gpu ? [] : [CUDA_FALLBACK_NOTE] };
+}
+
+async function startWasm(): Promise<SelectedBackend> {
+  // The package finds its .wasm files next to its own dist/ (via __dirname), so any cwd works.
+  require('@tensorflow/tfjs-backend-wasm');
+  if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend failed to initialise');
+  await tf.ready();
+  return { name: 'wasm', device: 'CPU', notes: [] };
+}
+
+/** The cpu backend prints a banner recommending tfjs-node on its first tensor; we choose cpu on purpose. */
+export function silenceCpuBanner(): void {
+  const backend = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
+  if (backend && 'firstUse' in backend) backend.firstUse = false;
+}
+
+async function startCpu(): Promise<SelectedBackend> {
+  require('@tensorflow/tfjs-backend-cpu');
+  if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend failed to initialise');
+  silenceCpuBanner();
+  return { name: 'cpu', device: 'CPU', notes: ['backend cpu is pure JavaScript and slow; wasm is usually 10-30x faster'] };
+}
+
+/** Starts the named backend ('auto': tensorflow if it loads, else wasm, else cpu). */
+export async function selectBackend(name: BackendChoice): Promise<SelectedBackend> {
+  let selected: SelectedBackend;
+  switch (name) {
+    case 'tensorflow':
+      selected = await startTensorflow();
+      break;
+    case 'wasm':
+      try {
+        selected = await startWasm();
+      } catch (e) {
+        throw new UserError(`--backend wasm: @tensorflow/tfjs-backend-wasm failed to load (${firstLine(e)}); try --backend cpu`);
+      }
+      break;
+    case 'cpu':
+      selected = await startCpu();
+      break;
+    case 'auto': {
+      const notes: string[] = [];
+      selected = await startTensorflow().catch(async () => {
+        try {
+          return await startWasm();
+        } catch (e) {
+          notes.push(`backend wasm failed to load (${firstLine(e)}); using cpu`);
+          return startCpu();
+        }
+      });
+      selected.notes.unshift(...notes);
+      break;
+    }
+    default:
+      throw new UserError(`--backend ${String(name)}: unknown backend; expected one of auto, tensorflow, wasm, cpu`);
+  }
+  current = selected;
+  return selected;
+}
+
+/** One start-up line, e.g. `backend: wasm (CPU, SIMD)`. */
+export function describeBackend(): string {
+  const name = current?.name ?? tf.getBackend();
+  if (!name) return 'backend: none';
+  const details: string[] = [current?.device ?? 'CPU'];
+  if (name === 'wasm') {
+    details.push(tf.env().getBool('WASM_HAS_SIMD_SUPPORT') ? 'SIMD' : 'no SIMD');
+    if (tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT')) details.push('threads');
+  } else if (name === 'cpu') {
+    details.push('pure JS');
+  }
+  return `backend: ${name} (${details.join(', ')})`;
+}

@@ -1,0 +1,54 @@
+// Pieces every command shares: backend start-up, option parsing, output.
+import { selectBackend } from '../backend/select.js';
+import { UserError } from '../errors.js';
+
+export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+
+/** Starts the backend and prints it once (stderr, so stdout stays machine-readable). */
+export async function startBackend(name: string, quiet = false): Promise<void> {
+  if (!['auto', 'tensorflow', 'wasm', 'cpu'].includes(name)) {
+    throw new UserError(`--backend ${name}: unknown backend; expected one of auto, tensorflow, wasm, cpu`);
+  }
+  const b = await selectBackend(name as BackendName);
+  if (!quiet) process.stderr.write(`backend: ${b.name} (${b.device})\n`);
+  for (const note of b.notes) process.stderr.write(`${note}\n`);
+}
+
+export function parseIntOption(flag: string, min = 0) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new UserError(`${flag} ${value}: expected an integer >= ${min}`);
+    return n;
+  };
+}
+
+export function parseNumberOption(flag: string, min = 0) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < min) throw new UserError(`${flag} ${value}: expected a number >= ${min}`);
+    return n;
+  };
+}
+
+/** "0,0.5,0.7" -> [0, 0.5, 0.7] */
+export function parseNumberList(flag: string, value: string): number[] {
+  const parts = value.split(',').map((s) => s.trim());
+  const out = parts.map(Number);
+  if (!parts.length || out.some((x, i) => parts[i] === '' || !Number.isFinite(x) || x < 0)) {
+    throw new UserError(`${flag} ${value}: expected a non-negative number or a comma-separated list of them`);
+  }
+  return out;
+}
+
+/** "2/5" -> {index: 2, count: 5} */
+export function parseShard(value: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(value);
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || count < 1 || index >= count) throw new UserError(`--shard ${value}: expected i/n with 0 <= i < n, e.g. 0/4`);
+  return { index, count };
+}
+
+export function printJson(obj: unknown): void {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}

@@ -1,0 +1,119 @@
+// The `flow` command line: parse flags, call the library, print. Exit codes (README):
+// 0 success, 1 failure, 2 bad input, 130/143 interrupted by SIGINT/SIGTERM after a checkpoint.
+import { Command, CommanderError, Option } from 'commander';
+import { VERSION } from '../version.js';
+import { UserError, EXIT } from '../errors.js';
+import { parseIntOption, parseNumberOption } from './common.js';
+import { trainCommand } from './train.js';
+import { sampleCommand } from './sample.js';
+import { evalCommand } from './eval.js';
+import { doctorCommand } from './doctor.js';
+
+const verbose = process.argv.includes('--verbose');
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function run(action: (...args: any[]) => Promise<number>) {
+  return async (...args: unknown[]) => {
+    process.exitCode = await action(...args);
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('flow')
+    .description('Train, sample and evaluate normalizing flows (Glow, RealNVP, NICE) on TensorFlow.js')
+    .version(VERSION)
+    .option('--verbose', 'print stack traces of errors')
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(`flow: ${str.replace(/^error: /, '')}`) })
+    .showHelpAfterError('(run flow --help for usage)');
+
+  program
+    .command('train')
+    .description('train a model from a YAML config; checkpoints go to <runs_dir>/<name>/')
+    .argument('<config>', 'YAML config file (see configs/ and the README config reference)')
+    .option('--set <key=value>', 'override a config value, e.g. --set model.depth=16 (repeatable)', collect, [])
+    .option('--resume', 'continue from the run\'s last checkpoint (the default when one exists; with this flag it is an error when none does)')
+    .option('--fresh', 'start at step 0 even if the run has checkpoints (they are moved to <run>/archive/)')
+    .option('--max-steps <n>', 'stop after this many steps (sets train.max_steps)', parseIntOption('--max-steps', 0))
+    .option('--max-minutes <m>', 'stop after this many minutes (sets train.max_minutes)', parseNumberOption('--max-minutes', 0))
+    .option('--backend <name>', 'auto | tensorflow | wasm | cpu (sets backend)')
+    .option('--name <name>', 'run name (sets name)')
+    .option('--dry-run', 'validate config and data, build the model, print its size and memory estimate, then exit')
+    .option('--json', 'print the final summary as one JSON object')
+    .addOption(new Option('--log-format <fmt>', 'progress output: auto (bar on a TTY, NDJSON otherwise), json, text').choices(['auto', 'json', 'text']).default('auto'))
+    .option('--quiet', 'no progress output')
+    .action(run((config: string, flags) => trainCommand(config, flags)));
+
+  program
+    .command('sample')
+    .description('draw samples from a trained model into a PNG grid (or one PNG per sample)')
+    .option('--n <n>', 'number of samples', parseIntOption('--n', 1), 64)
+    .option('--temperature <t>', 'prior temperature, or a comma-separated list for one grid row per temperature (default: the run\'s sample.temperature)')
+    .option('--seed <s>', 'noise seed: the same seed gives the same pixels on the same backend', parseIntOption('--seed', 0), 0)
+    .option('--run <dir>', 'run directory (or one checkpoint directory); default <runs>/latest')
+    .option('--out <file.png>', 'write one grid PNG here')
+    .option('--out-dir <dir>', 'write one PNG per sample into this directory')
+    .option('--class <k>', 'class to sample (class-conditional models)', parseIntOption('--class', 0))
+    .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
+    .option('--json', 'print what was written as one JSON object')
+    .option('--quiet', 'print nothing on success')
+    .action(run((flags) => sampleCommand(flags)));
+
+  program
+    .command('eval')
+    .description('evaluate a trained model: exact bits per dimension of a data split')
+    .option('--bpd', 'mean bits/dim over the split, with its standard error')
+    .option('--split <split>', 'test or train', 'test')
+    .option('--run <dir>', 'run directory (or one checkpoint directory); default <runs>/latest')
+    .option('--per-example <file.csv>', 'write every example\'s bpd and log p(x) to a CSV')
+    .option('--batch-size <n>', 'examples per forward pass', parseIntOption('--batch-size', 1), 256)
+    .option('--seed <s>', 'dequantisation-noise seed (default: the run\'s seed)', parseIntOption('--seed', 0))
+    .option('--limit <n>', 'evaluate only the first n examples of the split', parseIntOption('--limit', 1))
+    .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
+    .option('--json', 'print one JSON object (bpd, stderr, n, split, ...)')
+    .option('--quiet', 'no backend line')
+    .action(run((flags) => evalCommand(flags)));
+
+  program
+    .command('doctor')
+    .description('report Node, tfjs, backends, GPU, CUDA/cuDNN libraries and wasm SIMD support')
+    .option('--require-gpu', 'exit 1 unless TensorFlow can use a GPU')
+    .option('--json', 'print the report as one JSON object')
+    .action(run((flags) => doctorCommand(flags)));
+
+  return program;
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    process.exitCode = report(err);
+  }
+}
+
+function report(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // --help and --version "fail" with code 0; usage errors are bad input.
+    return err.exitCode === 0 ? EXIT.OK : EXIT.BAD_INPUT;
+  }
+  if (err instanceof UserError) {
+    process.stderr.write(`flow: ${err.message}\n`);
+    if (verbose && err.stack) process.stderr.write(err.stack + '\n');
+    return err.exitCode;
+  }
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code === 'ENOSPC') {
+    process.stderr.write(`flow: disk full: ${e.message}\n`);
+    return EXIT.FAILURE;
+  }
+  process.stderr.write(`flow: internal error: ${e?.message ?? String(err)}${verbose ? '' : ' (run with --verbose for the stack trace)'}\n`);
+  if (verbose && e?.stack) process.stderr.write(e.stack + '\n');
+  return EXIT.FAILURE;
+}
+
+await main();

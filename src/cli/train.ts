@@ -1,0 +1,119 @@
+// `flow train config.yaml`: parse, train, print the summary.
+import { loadConfig } from '../config/load.js';
+import { train } from '../train/trainer.js';
+import { makeLogger, formatSeconds, type LogFormat } from '../train/logger.js';
+import { startBackend, printJson } from './common.js';
+import { UserError, EXIT } from '../errors.js';
+import type { Config } from '../config/schema.js';
+import { latestCheckpoint } from '../io/checkpoint.js';
+import { runDirOf } from '../io/run.js';
+
+export interface TrainFlags {
+  set: string[];
+  resume?: boolean;
+  fresh?: boolean;
+  maxSteps?: number;
+  maxMinutes?: number;
+  backend?: string;
+  name?: string;
+  dryRun?: boolean;
+  json?: boolean;
+  logFormat: LogFormat;
+  quiet?: boolean;
+}
+
+export async function trainCommand(configFile: string, flags: TrainFlags): Promise<number> {
+  if (flags.resume && flags.fresh) throw new UserError('--resume and --fresh contradict each other; give one');
+  const sets = [...flags.set];
+  if (flags.maxSteps !== undefined) sets.push(`train.max_steps=${flags.maxSteps}`);
+  if (flags.maxMinutes !== undefined) sets.push(`train.max_minutes=${flags.maxMinutes}`);
+  if (flags.backend !== undefined) sets.push(`backend=${flags.backend}`);
+  if (flags.name !== undefined) sets.push(`name=${flags.name}`);
+  const cfg = loadConfig(configFile, sets);
+  if (flags.resume && !latestCheckpoint(runDirOf(cfg.runs_dir, cfg.name))) {
+    throw new UserError(`--resume: ${runDirOf(cfg.runs_dir, cfg.name)} has no checkpoint to resume from`);
+  }
+  await startBackend(cfg.backend, flags.quiet);
+  const lossName = cfg.data.source === 'toy' || cfg.data.source === 'csv' ? 'nll' : 'bpd';
+  const logger = makeLogger(flags.logFormat, Boolean(flags.quiet), lossName);
+
+  // First SIGINT/SIGTERM: finish the step, checkpoint, exit 130/143. A second one exits at once;
+  // checkpoints are written atomically, so nothing on disk is left half-written.
+  let requested: 'SIGINT' | 'SIGTERM' | null = null;
+  const onSignal = (sig: 'SIGINT' | 'SIGTERM') => {
+    if (requested) process.exit(sig === 'SIGINT' ? EXIT.SIGINT : EXIT.SIGTERM);
+    requested = sig;
+    logger.info(`${sig}: finishing this step and writing a checkpoint (send again to exit at once)`);
+  };
+  const int = () => onSignal('SIGINT');
+  const term = () => onSignal('SIGTERM');
+  process.on('SIGINT', int);
+  process.on('SIGTERM', term);
+  try {
+    const s = await train(cfg, { resume: flags.fresh ? 'fresh' : 'auto', logger, stopRequested: () => requested, dryRun: flags.dryRun });
+    logger.close();
+    if (s.stoppedBy === 'dry_run') {
+      const summary = { dry_run: true, run_dir: s.runDir, parameters: s.parameters, ...memoryEstimate(s.parameters, cfg, s.dataShape) };
+      if (flags.json) printJson(summary);
+      else
+        process.stdout.write(
+          `dry run: config and data are valid; model has ${s.parameters.toLocaleString('en')} parameters ` +
+            `(${(summary.parameter_bytes / 2 ** 20).toFixed(1)} MiB weights, ~${(summary.training_state_bytes / 2 ** 20).toFixed(1)} MiB with Adam moments and gradients); ` +
+            `would write to ${s.runDir}\n`,
+        );
+      return EXIT.OK;
+    }
+    const summary = {
+      run_dir: s.runDir,
+      checkpoint: s.checkpoint,
+      step: s.step,
+      stopped_by: s.stoppedBy,
+      resumed_from: s.resumedFrom,
+      [`train_${s.lossName}`]: s.loss,
+      [`test_${s.lossName}`]: s.testLoss,
+      img_per_s: Number(s.imgPerSec.toFixed(2)),
+      seconds: Number(s.seconds.toFixed(1)),
+      skipped_steps: s.skippedSteps,
+      parameters: s.parameters,
+    };
+    if (flags.json) printJson(summary);
+    else if (!flags.quiet) {
+      process.stderr.write(
+        `done: step ${s.step} (${s.stoppedBy}) in ${formatSeconds(s.seconds)}, train ${s.lossName} ${fmt(s.loss)}, test ${s.lossName} ${fmt(s.testLoss)}, ` +
+          `${s.imgPerSec.toFixed(1)} img/s; checkpoint ${s.checkpoint}\n`,
+      );
+    }
+    if (s.stoppedBy === 'SIGINT') return EXIT.SIGINT;
+    if (s.stoppedBy === 'SIGTERM') return EXIT.SIGTERM;
+    return EXIT.OK;
+  } finally {
+    logger.close();
+    process.off('SIGINT', int);
+    process.off('SIGTERM', term);
+  }
+}
+
+function fmt(x: number | null): string {
+  return x === null ? 'n/a' : x.toFixed(4);
+}
+
+/**
+ * Rough float32 memory of training: weights, two Adam moments and a gradient per weight, plus the
+ * activations kept for backprop (per flow step about 6 tensors of the level's size and 4 of the
+ * coupling network's width).
+ */
+function memoryEstimate(parameters: number, cfg: Config, dataShape: number[]) {
+  const weights = parameters * 4;
+  let perExample = 0;
+  if (dataShape.length === 3) {
+    let [h, w, c] = dataShape as [number, number, number];
+    for (let l = 0; l < cfg.model.levels; l++) {
+      h /= 2, w /= 2, c *= 4;
+      perExample += cfg.model.depth * (6 * h * w * c + 4 * h * w * cfg.model.width);
+      c /= 2;
+    }
+  } else perExample = cfg.model.depth * (6 * dataShape[0]! + 4 * cfg.model.hidden_layers * cfg.model.width);
+  const activations = perExample * 4 * cfg.train.batch_size;
+  return { parameter_bytes: weights, training_state_bytes: weights * 4 + activations, activation_bytes: activations };
+}
+

@@ -1,0 +1,150 @@
+// Coupling layers: half-split couplings (NICE additive, Glow affine) and RealNVP's masked couplings.
+// The conditioning part passes through unchanged, so the inverse only needs the same network.
+import { tf, type Tensor } from '../tf.js';
+import {
+  type Bijector,
+  type ForwardResult,
+  type InverseResult,
+  type NamedVariable,
+  newVariable,
+  prefixed,
+  splitChannels,
+  splitInterleaved,
+  sumExceptBatch,
+} from './bijector.js';
+import type { Net } from './nets.js';
+
+export type CouplingKind = 'affine' | 'additive';
+/** Builds the coupling's network from its input and output channel counts. */
+export type NetFactory = (inChannels: number, outChannels: number) => Net;
+
+/**
+ * Splits the channel axis into (a, b) = (first floor(C/2), rest); a conditions b.
+ * additive (NICE): y_b = x_b + t(x_a). affine (Glow): h = NN(x_a), shift = h[..., 0::2],
+ * scale = sigmoid(h[..., 1::2] + 2), y_b = (x_b + shift) * scale.
+ */
+export class HalfCoupling implements Bijector {
+  readonly net: Net;
+  readonly splitAt: number;
+  constructor(
+    readonly kind: CouplingKind,
+    readonly channels: number,
+    makeNet: NetFactory,
+    readonly name = 'coupling',
+  ) {
+    if (channels < 2) throw new Error(`a coupling needs at least 2 channels to split, got ${channels}`);
+    this.splitAt = Math.floor(channels / 2);
+    const nb = channels - this.splitAt;
+    this.net = makeNet(this.splitAt, kind === 'affine' ? 2 * nb : nb);
+  }
+
+  /** (shift, log scale) from the conditioning half; log scale is null for additive. */
+  private params(a: Tensor): [Tensor, Tensor | null] {
+    const h = this.net.apply(a);
+    if (this.kind === 'additive') return [h, null];
+    const [shift, raw] = splitInterleaved(h);
+    // log sigmoid(z) = -softplus(-z); not tf.logSigmoid, whose gradient reads a tensor that
+    // tf.grad's forward tidy has already disposed when z is an intermediate.
+    return [shift, tf.neg(tf.softplus(tf.neg(tf.add(raw, 2))))];
+  }
+
+  forward(x: Tensor): ForwardResult {
+    const [a, b] = splitChannels(x, this.splitAt);
+    const [shift, logScale] = this.params(a);
+    if (!logScale) return { y: tf.concat([a, tf.add(b, shift)], -1), logdet: tf.zeros([x.shape[0]!]) };
+    const yb = tf.mul(tf.add(b, shift), tf.exp(logScale));
+    return { y: tf.concat([a, yb], -1), logdet: sumExceptBatch(logScale) };
+  }
+
+  inverse(y: Tensor): InverseResult {
+    const [a, yb] = splitChannels(y, this.splitAt);
+    const [shift, logScale] = this.params(a);
+    if (!logScale) return { x: tf.concat([a, tf.sub(yb, shift)], -1), logdet: tf.zeros([y.shape[0]!]) };
+    const xb = tf.sub(tf.mul(yb, tf.exp(tf.neg(logScale))), shift);
+    return { x: tf.concat([a, xb], -1), logdet: tf.neg(sumExceptBatch(logScale)) };
+  }
+
+  variables(): NamedVariable[] {
+    return prefixed('nn', this.net.variables());
+  }
+}
+
+export type MaskType = 'checkerboard' | 'channel';
+
+/**
+ * RealNVP's binary mask for one example. Images [H,W,C]: checkerboard marks (h + w + parity) even,
+ * channel marks the first floor(C/2) channels (the second half when parity is 1). Vectors [D]:
+ * checkerboard alternates dimensions, channel takes halves. 1 = conditioning (passed through).
+ */
+export function couplingMask(shape: readonly number[], type: MaskType, parity: number): Float32Array {
+  const c = shape[shape.length - 1]!;
+  const size = shape.reduce((p, d) => p * d, 1);
+  const m = new Float32Array(size);
+  const half = Math.floor(c / 2);
+  const [h, w] = shape.length === 3 ? [shape[0]!, shape[1]!] : [1, 1];
+  for (let i = 0; i < h; i++) {
+    for (let j = 0; j < w; j++) {
+      for (let k = 0; k < c; k++) {
+        let on: boolean;
+        if (type === 'channel') on = (k < half) !== (parity === 1);
+        else if (shape.length === 3) on = (i + j + parity) % 2 === 0;
+        else on = (k + parity) % 2 === 0;
+        m[(i * w + j) * c + k] = on ? 1 : 0;
+      }
+    }
+  }
+  return m;
+}
+
+/**
+ * RealNVP coupling with a binary mask m: y = m*x + (1-m)*(x*exp(s) + t), (s, t) = NN(m*x),
+ * s = scale * tanh(raw) with a learned per-channel scale; additive drops s.
+ */
+export class MaskedCoupling implements Bijector {
+  readonly net: Net;
+  readonly mask: Float32Array;
+  readonly scale?: tf.Variable;
+  constructor(
+    readonly kind: CouplingKind,
+    /** One example's shape: [H,W,C] or [D]. */
+    readonly shape: number[],
+    readonly maskType: MaskType,
+    readonly parity: number,
+    makeNet: NetFactory,
+    readonly name = 'coupling',
+  ) {
+    const c = shape[shape.length - 1]!;
+    this.mask = couplingMask(shape, maskType, parity);
+    this.net = makeNet(c, kind === 'affine' ? 2 * c : c);
+    if (kind === 'affine') this.scale = newVariable(new Float32Array(c).fill(1), [c]);
+  }
+
+  /** (t, s) restricted to the transformed positions; s is null for additive. */
+  private params(x: Tensor): [Tensor, Tensor | null] {
+    const m = tf.tensor(this.mask, this.shape);
+    const free = tf.sub(1, m);
+    const h = this.net.apply(tf.mul(x, m));
+    if (this.kind === 'additive') return [tf.mul(h, free), null];
+    const [t, raw] = splitInterleaved(h);
+    const s = tf.mul(tf.mul(this.scale!, tf.tanh(raw)), free);
+    return [tf.mul(t, free), s];
+  }
+
+  forward(x: Tensor): ForwardResult {
+    const [t, s] = this.params(x);
+    if (!s) return { y: tf.add(x, t), logdet: tf.zeros([x.shape[0]!]) };
+    return { y: tf.add(tf.mul(x, tf.exp(s)), t), logdet: sumExceptBatch(s) };
+  }
+
+  inverse(y: Tensor): InverseResult {
+    // m*y = m*x, so the network sees exactly what it saw going forward.
+    const [t, s] = this.params(y);
+    if (!s) return { x: tf.sub(y, t), logdet: tf.zeros([y.shape[0]!]) };
+    return { x: tf.mul(tf.sub(y, t), tf.exp(tf.neg(s))), logdet: tf.neg(sumExceptBatch(s)) };
+  }
+
+  variables(): NamedVariable[] {
+    const own: NamedVariable[] = this.scale ? [['scale', this.scale]] : [];
+    return [...own, ...prefixed('nn', this.net.variables())];
+  }
+}

@@ -1,0 +1,322 @@
+// The parameter-light invertible layers: squeeze, ActNorm, invertible 1x1 convolution,
+// fixed channel permutations and NICE's diagonal scaling. Each works on NHWC images and,
+// except Squeeze, on [B, D] vectors too (the last axis is the channel axis).
+import { tf, type Tensor } from '../tf.js';
+import type { Rng } from '../rng.js';
+import { matMul } from '../backend/ops.js';
+import {
+  type Bijector,
+  type ForwardResult,
+  type InverseResult,
+  type NamedVariable,
+  newVariable,
+  perExample,
+  spatialSize,
+} from './bijector.js';
+import * as la from './linalg.js';
+
+/** 2x2 space-to-depth: [B,H,W,C] -> [B,H/2,W/2,4C], channel order (c, dy, dx) as openai/glow. */
+export class Squeeze implements Bijector {
+  constructor(readonly name = 'squeeze') {}
+
+  static outputShape(shape: readonly number[]): number[] {
+    const [h, w, c] = shape as [number, number, number];
+    return [h / 2, w / 2, c * 4];
+  }
+
+  forward(x: Tensor): ForwardResult {
+    const [b, h, w, c] = x.shape as [number, number, number, number];
+    if (x.rank !== 4 || h % 2 !== 0 || w % 2 !== 0) {
+      throw new Error(`squeeze needs [B,H,W,C] with even H and W, got [${x.shape}]`);
+    }
+    // Rank 5 (batch folded into rows) keeps the transpose within every backend's fast kernels.
+    const t = tf.reshape(x, [b * (h / 2), 2, w / 2, 2, c]);
+    const y = tf.reshape(tf.transpose(t, [0, 2, 4, 1, 3]), [b, h / 2, w / 2, c * 4]);
+    return { y, logdet: tf.zeros([b]) };
+  }
+
+  inverse(y: Tensor): InverseResult {
+    const [b, h, w, c4] = y.shape as [number, number, number, number];
+    if (y.rank !== 4 || c4 % 4 !== 0) throw new Error(`unsqueeze needs [B,H,W,4C], got [${y.shape}]`);
+    const c = c4 / 4;
+    const t = tf.reshape(y, [b * h, w, c, 2, 2]);
+    const x = tf.reshape(tf.transpose(t, [0, 3, 1, 4, 2]), [b, h * 2, w * 2, c]);
+    return { x, logdet: tf.zeros([b]) };
+  }
+
+  variables(): NamedVariable[] {
+    return [];
+  }
+}
+
+/** Per-channel affine normalisation with data-dependent initialisation (Glow). */
+export class ActNorm implements Bijector {
+  readonly loc: tf.Variable;
+  readonly logs: tf.Variable;
+  /** 0 until initialize() ran; a checkpointed state variable so loading a model never re-initialises it. */
+  readonly initializedFlag: tf.Variable;
+
+  constructor(
+    readonly channels: number,
+    readonly name = 'actnorm',
+  ) {
+    this.loc = newVariable(new Float32Array(channels), [channels]);
+    this.logs = newVariable(new Float32Array(channels), [channels]);
+    this.initializedFlag = newVariable([0], [], false);
+  }
+
+  get isInitialized(): boolean {
+    return this.initializedFlag.dataSync()[0] === 1;
+  }
+
+  /** loc = -mean, logs = -log(std + 1e-6) over every axis but the channel one; a no-op once done. */
+  initialize(x: Tensor): void {
+    if (this.isInitialized) return;
+    tf.tidy(() => {
+      const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
+      const { mean, variance } = tf.moments(x, axes);
+      this.loc.assign(tf.neg(mean));
+      this.logs.assign(tf.neg(tf.log(tf.add(tf.sqrt(variance), 1e-6))));
+      this.initializedFlag.assign(tf.scalar(1));
+    });
+  }
+
+  private logdet(x: Tensor): Tensor {
+    return perExample(tf.mul(tf.sum(this.logs), spatialSize(x.shape)), x.shape[0]!);
+  }
+
+  forward(x: Tensor): ForwardResult {
+    return { y: tf.mul(tf.add(x, this.loc), tf.exp(this.logs)), logdet: this.logdet(x) };
+  }
+
+  inverse(y: Tensor): InverseResult {
+    return { x: tf.sub(tf.mul(y, tf.exp(tf.neg(this.logs))), this.loc), logdet: tf.neg(this.logdet(y)) };
+  }
+
+  variables(): NamedVariable[] {
+    return [
+      ['loc', this.loc],
+      ['logs', this.logs],
+      ['initialized', this.initializedFlag],
+    ];
+  }
+}
+
+function toF32(m: Float64Array): Float32Array {
+  return Float32Array.from(m);
+}
+
+/**
+ * Invertible 1x1 convolution (Glow): y = x W^T at every position, as one [B*H*W, C] matmul.
+ * lu: W = P L (U + diag(sign * exp(logs))) so log|det W| = sum(logs) is free; otherwise W is a free
+ * matrix whose log|det| (and its gradient W^{-T}) comes from a float64 LU in JS.
+ */
+export class InvConv1x1 implements Bijector {
+  readonly lu: boolean;
+  readonly name: string;
+  private readonly vars: NamedVariable[];
+  // LU parameterisation
+  private lower?: tf.Variable;
+  private upper?: tf.Variable;
+  private logs?: tf.Variable;
+  private perm?: tf.Variable;
+  private sign?: tf.Variable;
+  // free matrix
+  private weightVar?: tf.Variable;
+  private readonly strictLowerMask: Float32Array;
+
+  constructor(
+    readonly channels: number,
+    rng: Rng,
+    opts: { lu?: boolean; name?: string } = {},
+  ) {
+    const c = channels;
+    this.lu = opts.lu ?? true;
+    this.name = opts.name ?? 'invconv';
+    this.strictLowerMask = new Float32Array(c * c);
+    for (let i = 0; i < c; i++) for (let j = 0; j < i; j++) this.strictLowerMask[i * c + j] = 1;
+    const q = la.randomOrthogonal(c, rng);
+    if (!this.lu) {
+      this.weightVar = newVariable(q, [c, c]);
+      this.vars = [['weight', this.weightVar]];
+      return;
+    }
+    // Q = P L U from P_r Q = L U (row i of P_r Q is row perm[i] of Q), so P = P_r^T: P[perm[i], i] = 1.
+    const f = la.luDecompose(q, c);
+    const p = new Float32Array(c * c);
+    const lower = new Float32Array(c * c);
+    const upper = new Float32Array(c * c);
+    const logs = new Float32Array(c);
+    const sign = new Float32Array(c);
+    for (let i = 0; i < c; i++) {
+      p[f.perm[i]! * c + i] = 1;
+      for (let j = 0; j < c; j++) {
+        if (j < i) lower[i * c + j] = f.lu[i * c + j]!;
+        else if (j > i) upper[i * c + j] = f.lu[i * c + j]!;
+      }
+      const d = f.lu[i * c + i]!;
+      sign[i] = d < 0 ? -1 : 1;
+      logs[i] = Math.log(Math.abs(d));
+    }
+    this.perm = newVariable(p, [c, c], false);
+    this.sign = newVariable(sign, [c], false);
+    this.lower = newVariable(lower, [c, c]);
+    this.upper = newVariable(upper, [c, c]);
+    this.logs = newVariable(logs, [c]);
+    this.vars = [
+      ['p', this.perm],
+      ['sign', this.sign],
+      ['lower', this.lower],
+      ['upper', this.upper],
+      ['logs', this.logs],
+    ];
+  }
+
+  /** W as a new tensor (differentiable in the trainable parameters; the caller may dispose it). */
+  weight(): Tensor {
+    if (!this.lu) return tf.clone(this.weightVar!);
+    const c = this.channels;
+    const lmask = tf.tensor2d(this.strictLowerMask, [c, c]);
+    const eye = tf.eye(c);
+    const l = tf.add(tf.mul(this.lower!, lmask), eye);
+    const diag = tf.mul(eye, tf.reshape(tf.mul(this.sign!, tf.exp(this.logs!)), [1, c]));
+    const u = tf.add(tf.mul(this.upper!, tf.transpose(lmask)), diag);
+    return matMul(matMul(this.perm!, l), u);
+  }
+
+  /** log|det W| as a scalar tensor. */
+  logAbsDet(): Tensor {
+    if (this.lu) return tf.sum(this.logs!);
+    return logAbsDetWithGrad(this.weightVar!);
+  }
+
+  /** W^{-1} in float64 JS (sampling only: not differentiable). */
+  inverseWeight(): Float64Array {
+    const c = this.channels;
+    if (!this.lu) return la.inverse(this.weightVar!.dataSync(), c);
+    const p = this.perm!.dataSync();
+    const lower = la.identity(c);
+    const lv = this.lower!.dataSync();
+    const upper = new Float64Array(c * c);
+    const uv = this.upper!.dataSync();
+    const logs = this.logs!.dataSync();
+    const sign = this.sign!.dataSync();
+    for (let i = 0; i < c; i++) {
+      for (let j = 0; j < i; j++) lower[i * c + j] = lv[i * c + j]!;
+      for (let j = i + 1; j < c; j++) upper[i * c + j] = uv[i * c + j]!;
+    }
+    const diag = Float64Array.from(logs, (s, i) => sign[i]! * Math.exp(s));
+    // W^{-1} = U'^{-1} L^{-1} P^T, with two triangular solves on P^T.
+    const x = new Float64Array(c * c);
+    for (let i = 0; i < c; i++) for (let j = 0; j < c; j++) x[i * c + j] = p[j * c + i]!;
+    la.solveUnitLower(lower, x, c, c);
+    return la.solveUpper(upper, x, c, c, diag);
+  }
+
+  private apply(x: Tensor, weightT: Tensor): Tensor {
+    const c = this.channels;
+    if (x.shape[x.rank - 1] !== c) throw new Error(`${this.name}: expected ${c} channels, got [${x.shape}]`);
+    const flat = tf.reshape(x, [x.size / c, c]);
+    return tf.reshape(matMul(flat, weightT), x.shape);
+  }
+
+  private logdet(x: Tensor): Tensor {
+    return perExample(tf.mul(this.logAbsDet(), spatialSize(x.shape)), x.shape[0]!);
+  }
+
+  forward(x: Tensor): ForwardResult {
+    return { y: this.apply(x, tf.transpose(this.weight())), logdet: this.logdet(x) };
+  }
+
+  inverse(y: Tensor): InverseResult {
+    const winvT = la.transpose(this.inverseWeight(), this.channels);
+    const x = this.apply(y, tf.tensor2d(toF32(winvT), [this.channels, this.channels]));
+    return { x, logdet: tf.neg(this.logdet(y)) };
+  }
+
+  variables(): NamedVariable[] {
+    return this.vars;
+  }
+}
+
+/** log|det W| of a square matrix with its gradient W^{-T}; both from a float64 LU in JS. */
+export const logAbsDetWithGrad = tf.customGrad((...args: Array<Tensor | tf.GradSaveFunc>) => {
+  const w = args[0] as Tensor;
+  const n = w.shape[0]!;
+  if (w.rank !== 2 || w.shape[1] !== n) throw new Error(`logAbsDet needs a square matrix, got [${w.shape}]`);
+  const values = Float64Array.from(w.dataSync());
+  return {
+    value: tf.scalar(la.logAbsDet(values, n)),
+    gradFunc: (dy: Tensor) => tf.mul(dy, tf.tensor2d(toF32(la.transpose(la.inverse(values, n), n)), [n, n])),
+  };
+});
+
+/** Reverses the channel (last) axis (RealNVP/NICE/Glow's 'reverse'). */
+export class ReversePermutation implements Bijector {
+  constructor(readonly name = 'permute') {}
+  forward(x: Tensor): ForwardResult {
+    return { y: tf.reverse(x, -1), logdet: tf.zeros([x.shape[0]!]) };
+  }
+  inverse(y: Tensor): InverseResult {
+    return { x: tf.reverse(y, -1), logdet: tf.zeros([y.shape[0]!]) };
+  }
+  variables(): NamedVariable[] {
+    return [];
+  }
+}
+
+/**
+ * A fixed seeded shuffle of the channel axis: y[..., j] = x[..., perm[j]]. Applied as a matmul
+ * with the 0/1 permutation matrix (exact in float32) because gather's gradient has no wasm kernel.
+ * The permutation is a state variable so a checkpoint carries it.
+ */
+export class ShufflePermutation implements Bijector {
+  private readonly perm: tf.Variable;
+  constructor(
+    readonly channels: number,
+    rng: Rng,
+    readonly name = 'permute',
+  ) {
+    this.perm = newVariable(rng.permutation(channels), [channels], false);
+  }
+  /** M[j, perm[j]] = 1, so y = x M^T and x = y M. */
+  private matrix(): Tensor {
+    return tf.cast(tf.oneHot(tf.cast(this.perm, 'int32'), this.channels), 'float32');
+  }
+  private apply(x: Tensor, m: Tensor): Tensor {
+    const c = this.channels;
+    return tf.reshape(matMul(tf.reshape(x, [x.size / c, c]), m), x.shape);
+  }
+  forward(x: Tensor): ForwardResult {
+    return { y: this.apply(x, tf.transpose(this.matrix())), logdet: tf.zeros([x.shape[0]!]) };
+  }
+  inverse(y: Tensor): InverseResult {
+    return { x: this.apply(y, this.matrix()), logdet: tf.zeros([y.shape[0]!]) };
+  }
+  variables(): NamedVariable[] {
+    return [['perm', this.perm]];
+  }
+}
+
+/** NICE's learned diagonal scaling: y = x * exp(s) with one log-scale per dimension of an example. */
+export class DiagonalScale implements Bijector {
+  readonly logscale: tf.Variable;
+  constructor(
+    readonly shape: number[],
+    readonly name = 'scale',
+  ) {
+    this.logscale = newVariable(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+  }
+  private logdet(batch: number): Tensor {
+    return perExample(tf.sum(this.logscale), batch);
+  }
+  forward(x: Tensor): ForwardResult {
+    return { y: tf.mul(x, tf.exp(this.logscale)), logdet: this.logdet(x.shape[0]!) };
+  }
+  inverse(y: Tensor): InverseResult {
+    return { x: tf.mul(y, tf.exp(tf.neg(this.logscale))), logdet: tf.neg(this.logdet(y.shape[0]!)) };
+  }
+  variables(): NamedVariable[] {
+    return [['logscale', this.logscale]];
+  }
+}

@@ -1,0 +1,56 @@
+// Image grids and strips as PNG (sharp). Pixels are uint8 NHWC, 1 or 3 channels.
+import sharp from 'sharp';
+import { atomicWriteFile } from './atomic.js';
+
+export interface ImageBatch {
+  pixels: Uint8Array;
+  n: number;
+  height: number;
+  width: number;
+  channels: number;
+}
+
+/** Tiles images row-major into rows x cols with a 2-pixel border; empty cells stay black. */
+export function tile(batch: ImageBatch, cols: number, pad = 2): ImageBatch {
+  const { n, height: h, width: w, channels: c } = batch;
+  const rows = Math.ceil(n / cols);
+  const H = rows * (h + pad) + pad;
+  const W = cols * (w + pad) + pad;
+  const out = new Uint8Array(H * W * c);
+  for (let k = 0; k < n; k++) {
+    const top = pad + Math.floor(k / cols) * (h + pad);
+    const left = pad + (k % cols) * (w + pad);
+    for (let y = 0; y < h; y++) {
+      const src = (k * h * w + y * w) * c;
+      out.set(batch.pixels.subarray(src, src + w * c), ((top + y) * W + left) * c);
+    }
+  }
+  return { pixels: out, n: 1, height: H, width: W, channels: c };
+}
+
+export async function encodePng(img: ImageBatch): Promise<Buffer> {
+  return sharp(Buffer.from(img.pixels.buffer, img.pixels.byteOffset, img.height * img.width * img.channels), {
+    raw: { width: img.width, height: img.height, channels: img.channels as 1 | 3 },
+  })
+    .png({ compressionLevel: 9 })
+    .toBuffer();
+}
+
+/** A square-ish grid of all images in one PNG (cols defaults to ceil(sqrt(n))). */
+export async function writeGrid(file: string, batch: ImageBatch, cols?: number): Promise<void> {
+  const grid = tile(batch, cols ?? Math.ceil(Math.sqrt(batch.n)));
+  atomicWriteFile(file, await encodePng(grid));
+}
+
+/** One PNG per image: <dir>/<prefix><index>.png. */
+export async function writeEach(dir: string, batch: ImageBatch, prefix = 'sample-', firstIndex = 0): Promise<string[]> {
+  const files: string[] = [];
+  const size = batch.height * batch.width * batch.channels;
+  for (let k = 0; k < batch.n; k++) {
+    const one = { ...batch, n: 1, pixels: batch.pixels.subarray(k * size, (k + 1) * size) };
+    const file = `${dir}/${prefix}${String(firstIndex + k).padStart(5, '0')}.png`;
+    atomicWriteFile(file, await encodePng(one));
+    files.push(file);
+  }
+  return files;
+}

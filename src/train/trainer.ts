@@ -1,0 +1,390 @@
+// The training loop: maximum likelihood (bits/dim) with Adam/Adamax, warm-up, gradient clipping,
+// a non-finite-step guard, checkpoints that resume exactly, and budgets in steps and minutes.
+import fs from 'node:fs';
+import path from 'node:path';
+import { tf } from '../tf.js';
+import type { Config } from '../config/schema.js';
+import { dumpConfig } from '../config/load.js';
+import { checkDatasetConsistency } from '../config/validate.js';
+import { loadDataset, type Dataset } from '../data/index.js';
+import { BatchIterator, toModelInput, toPixels } from '../data/preprocess.js';
+import { buildModel, countParameters, type FlowModel } from '../flows/model.js';
+import { saveCheckpoint, latestCheckpoint, loadCheckpoint, assertCompatible, type TensorRecord } from '../io/checkpoint.js';
+import { atomicWriteFile } from '../io/atomic.js';
+import { acquireRunLock } from '../io/lock.js';
+import { modelRecords, assignModel, recordsByName, type ModelMeta } from '../io/model-io.js';
+import { markLatest, runDirOf } from '../io/run.js';
+import { writeGrid } from '../io/png.js';
+import { bpdTensor, nllPerDimTensor, perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
+import { Optimizer, learningRate } from './optimizer.js';
+import type { TrainLogger } from './logger.js';
+import { Rng } from '../rng.js';
+import { FlowFailure } from '../errors.js';
+
+export interface TrainOptions {
+  /** 'auto': continue from the run's last checkpoint when there is one; 'fresh': archive old checkpoints, start at step 0. */
+  resume: 'auto' | 'fresh';
+  logger: TrainLogger;
+  /** Polled between steps; returns the signal name when the process was asked to stop. */
+  stopRequested?: () => 'SIGINT' | 'SIGTERM' | null;
+  dryRun?: boolean;
+}
+
+export interface TrainSummary {
+  runDir: string;
+  step: number;
+  stoppedBy: 'max_steps' | 'max_minutes' | 'SIGINT' | 'SIGTERM' | 'dry_run';
+  loss: number | null;
+  lossName: 'bpd' | 'nll';
+  testLoss: number | null;
+  checkpoint: string | null;
+  imgPerSec: number;
+  seconds: number;
+  skippedSteps: number;
+  resumedFrom: number | null;
+  parameters: number;
+  dataShape: number[];
+}
+
+/** Everything besides tensors that an exact resume needs. */
+interface TrainState {
+  meta: ModelMeta;
+  step: number;
+  optimizerT: number;
+  iterator: unknown;
+  noiseRng: number;
+  lrScale: number;
+  bestTest: number | null;
+  skippedSteps: number;
+}
+
+export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSummary> {
+  const log = opts.logger;
+  const data = await loadDataset(cfg.data, { seed: cfg.seed });
+  checkDatasetConsistency(cfg, data);
+  const dims = data.shape.reduce((a, b) => a * b, 1);
+  const nBins = 2 ** cfg.data.n_bits;
+  const lossName = data.kind === 'image' ? 'bpd' : 'nll';
+  const meta: ModelMeta = {
+    dataShape: data.shape,
+    dataKind: data.kind,
+    numClasses: cfg.model.conditional === 'classes' ? data.numClasses : undefined,
+    classNames: data.classNames,
+    nBits: cfg.data.n_bits,
+  };
+  const model = buildModel(cfg.model, data.shape, { seed: cfg.seed, numClasses: meta.numClasses });
+  const parameters = countParameters(model);
+  log.info(`data: ${data.name} ${data.kind} [${data.shape.join('x')}], ${data.train.n} train / ${data.test.n} test; model: ${cfg.model.family} ${parameters.toLocaleString('en')} parameters`);
+  if (opts.dryRun) {
+    const summary = dryRunSummary(cfg, model, data, parameters);
+    model.dispose();
+    return summary;
+  }
+
+  const runDir = runDirOf(cfg.runs_dir, cfg.name);
+  fs.mkdirSync(runDir, { recursive: true });
+  const lock = acquireRunLock(runDir);
+  if (lock.tookOverStale) log.info(`took over a stale lock in ${runDir} (its process is gone)`);
+  const params = model.variables().filter(([, v]) => v.trainable);
+  const paramNames = params.map(([n]) => n);
+  const optimizer = new Optimizer(cfg.train.optimizer, params.map(([, v]) => v));
+  const iterator = new BatchIterator(data.train.n, cfg.train.batch_size, cfg.seed);
+  const noiseRng = new Rng(cfg.seed + 1);
+  const st: TrainState = { meta, step: 0, optimizerT: 0, iterator: null, noiseRng: 0, lrScale: 1, bestTest: null, skippedSteps: 0 };
+
+  const restore = (dir: string) => {
+    const c = loadCheckpoint(dir);
+    assertCompatible(c.config, cfg, dir);
+    const byName = recordsByName(c);
+    assignModel(model, byName, dir);
+    optimizer.restore(paramNames, byName);
+    Object.assign(st, c.state as TrainState);
+    optimizer.t = st.optimizerT;
+    iterator.setState(st.iterator as never);
+    noiseRng.state = st.noiseRng;
+  };
+
+  let resumedFrom: number | null = null;
+  const existing = latestCheckpoint(runDir);
+  try {
+    if (existing && opts.resume === 'auto') {
+      restore(existing);
+      resumedFrom = st.step;
+      log.info(`resuming ${runDir} from step ${st.step} (${existing})`);
+    } else {
+      if (existing) archiveCheckpoints(runDir, log);
+      initializeModel(model, cfg, data);
+    }
+    atomicWriteFile(path.join(runDir, 'config.yaml'), dumpConfig(cfg));
+    markLatest(cfg.runs_dir, cfg.name);
+
+    const maxSteps = cfg.train.max_steps;
+    const deadline = cfg.train.max_minutes > 0 ? Date.now() + cfg.train.max_minutes * 60_000 : Infinity;
+    const started = Date.now();
+    let lastCheckpoint: string | null = existing && resumedFrom !== null ? existing : null;
+    let lastCheckpointStep = resumedFrom ?? -1;
+    let lastLoss: number | null = null;
+    let lastTest: number | null = null;
+    let consecutiveBad = 0;
+    let windowStart = performance.now();
+    let windowImages = 0;
+    let totalImages = 0;
+    let stoppedBy: TrainSummary['stoppedBy'] = 'max_steps';
+    const metricsFile = path.join(runDir, 'metrics.ndjson');
+
+    const checkpoint = async (withSamples: boolean) => {
+      const test = evaluateTest(model, data, cfg);
+      lastTest = test;
+      if (test !== null && (st.bestTest === null || test < st.bestTest)) st.bestTest = test;
+      st.optimizerT = optimizer.t;
+      st.iterator = iterator.getState();
+      st.noiseRng = noiseRng.state;
+      const tensors: TensorRecord[] = [...modelRecords(model), ...optimizer.records(paramNames)];
+      const metrics: Record<string, number> = {};
+      if (test !== null) metrics[`test_${lossName}`] = test;
+      if (lastLoss !== null) metrics[`train_${lossName}`] = lastLoss;
+      const dir = saveCheckpoint(runDir, { step: st.step, tensors, state: st, config: cfg, metrics }, { keepLast: cfg.train.keep_last, bestMetric: `test_${lossName}` });
+      lastCheckpoint = dir;
+      lastCheckpointStep = st.step;
+      fs.appendFileSync(metricsFile, JSON.stringify({ step: st.step, [`test_${lossName}`]: test }) + '\n');
+      log.event({ event: 'checkpoint', step: st.step, path: dir, test });
+      if (withSamples && data.kind === 'image' && cfg.train.sample_grid > 0) {
+        await writeSampleGrid(model, cfg, meta, path.join(runDir, 'samples', `step-${String(st.step).padStart(8, '0')}.png`));
+      }
+    };
+
+    while (true) {
+      const signal = opts.stopRequested?.();
+      if (signal) {
+        stoppedBy = signal;
+        break;
+      }
+      if (maxSteps > 0 && st.step >= maxSteps) break;
+      if (Date.now() >= deadline) {
+        stoppedBy = 'max_minutes';
+        break;
+      }
+      const { indices } = iterator.next();
+      const batch = makeBatch(data, indices, cfg, noiseRng);
+      const lr = learningRate(cfg.train.lr, cfg.train.warmup_steps, st.step + 1) * st.lrScale;
+      const result = trainStep(model, optimizer, batch, { dims, nBins, lossName, lr, maxGradNorm: cfg.train.max_grad_norm, classLossWeight: cfg.model.class_loss_weight, inject: injectNonFinite(st.step + 1) });
+      batch.x.dispose();
+      batch.labels?.dispose();
+      st.step += 1;
+      if (!result.applied) {
+        st.skippedSteps += 1;
+        consecutiveBad += 1;
+        log.event({ event: 'nonfinite_step_skipped', step: st.step, loss: String(result.loss), grad_norm: String(result.gradNorm), in_a_row: consecutiveBad });
+        if (consecutiveBad >= cfg.train.nan_skip_limit) {
+          if (!lastCheckpoint) {
+            throw new FlowFailure(`training diverged: ${consecutiveBad} non-finite steps in a row at step ${st.step} and no checkpoint to roll back to; lower train.lr (now ${cfg.train.lr}) or add train.warmup_steps`);
+          }
+          const lrScale = st.lrScale / 2;
+          restore(lastCheckpoint);
+          st.lrScale = lrScale;
+          consecutiveBad = 0;
+          log.event({ event: 'rollback', to_step: st.step, lr_scale: lrScale });
+        }
+        await yieldToEventLoop();
+        continue;
+      }
+      consecutiveBad = 0;
+      lastLoss = result.loss;
+      windowImages += indices.length;
+      totalImages += indices.length;
+      if (st.step % cfg.train.log_every === 0 || st.step === maxSteps) {
+        const now = performance.now();
+        const imgPerSec = (windowImages / (now - windowStart)) * 1000;
+        windowStart = now;
+        windowImages = 0;
+        const elapsedSec = (Date.now() - started) / 1000;
+        const stepsLeft = maxSteps > 0 ? maxSteps - st.step : Infinity;
+        const etaSteps = imgPerSec > 0 ? (stepsLeft * cfg.train.batch_size) / imgPerSec : null;
+        const etaTime = deadline === Infinity ? null : (deadline - Date.now()) / 1000;
+        const eta = etaSteps === null || !Number.isFinite(etaSteps) ? etaTime : etaTime === null ? etaSteps : Math.min(etaSteps, etaTime);
+        log.progress({ step: st.step, maxSteps, loss: result.loss, lr, imgPerSec, elapsedSec, etaSec: eta });
+        fs.appendFileSync(metricsFile, JSON.stringify({ step: st.step, [`train_${lossName}`]: result.loss, lr, img_per_s: imgPerSec }) + '\n');
+      }
+      if (cfg.train.eval_every > 0 && st.step % cfg.train.eval_every === 0 && st.step % cfg.train.checkpoint_every !== 0) {
+        const test = evaluateTest(model, data, cfg);
+        log.event({ event: 'eval', step: st.step, [`test_${lossName}`]: test });
+        fs.appendFileSync(metricsFile, JSON.stringify({ step: st.step, [`test_${lossName}`]: test }) + '\n');
+      }
+      if (st.step % cfg.train.checkpoint_every === 0) await checkpoint(true);
+      await yieldToEventLoop();
+    }
+    // Always end on a checkpoint; on a signal skip the sample grid so we exit within seconds.
+    if (st.step !== lastCheckpointStep) await checkpoint(stoppedBy !== 'SIGINT' && stoppedBy !== 'SIGTERM');
+    const seconds = (Date.now() - started) / 1000;
+    return {
+      runDir,
+      step: st.step,
+      stoppedBy,
+      loss: lastLoss,
+      lossName,
+      testLoss: lastTest,
+      checkpoint: lastCheckpoint,
+      imgPerSec: seconds > 0 ? totalImages / seconds : 0,
+      seconds,
+      skippedSteps: st.skippedSteps,
+      resumedFrom,
+      parameters,
+      dataShape: data.shape,
+    };
+  } finally {
+    optimizer.dispose();
+    model.dispose();
+    lock.release();
+  }
+}
+
+interface Batch {
+  x: tf.Tensor;
+  labels?: tf.Tensor1D;
+}
+
+function makeBatch(data: Dataset, indices: ArrayLike<number>, cfg: Config, noiseRng: Rng): Batch {
+  const dims = data.shape.reduce((a, b) => a * b, 1);
+  let x: Float32Array;
+  if (data.kind === 'image') {
+    // Training noise comes from the run's own stream (saved in checkpoints), not per example.
+    const src = data.train.x as Uint8Array;
+    const raw = new Uint8Array(indices.length * dims);
+    for (let j = 0; j < indices.length; j++) raw.set(src.subarray(indices[j]! * dims, (indices[j]! + 1) * dims), j * dims);
+    x = toModelInput(raw, cfg.data.n_bits, cfg.data.dequantize === 'uniform' ? noiseRng : null);
+  } else {
+    const src = data.train.x as Float32Array;
+    x = new Float32Array(indices.length * dims);
+    for (let j = 0; j < indices.length; j++) x.set(src.subarray(indices[j]! * dims, (indices[j]! + 1) * dims), j * dims);
+  }
+  const labels =
+    cfg.model.conditional === 'classes' && data.train.labels
+      ? tf.tensor1d(Array.from(indices, (i) => data.train.labels![i]!), 'int32')
+      : undefined;
+  return { x: tf.tensor(x, [indices.length, ...data.shape]), labels };
+}
+
+interface StepOptions {
+  dims: number;
+  nBins: number;
+  lossName: 'bpd' | 'nll';
+  lr: number;
+  maxGradNorm: number;
+  classLossWeight: number;
+  inject: boolean;
+}
+
+/** The objective of one batch: bpd (images) or nats/dim (vectors), plus the optional class loss. */
+export function objective(model: FlowModel, batch: Batch, o: Pick<StepOptions, 'dims' | 'nBins' | 'lossName' | 'classLossWeight'>): tf.Scalar {
+  return tf.tidy(() => {
+    const logp = model.logProb(batch.x, batch.labels);
+    let loss = o.lossName === 'bpd' ? bpdTensor(logp, o.dims, o.nBins) : nllPerDimTensor(logp, o.dims);
+    if (o.classLossWeight > 0 && batch.labels && model.classLogits) {
+      const logits = model.classLogits(batch.x);
+      if (logits) {
+        const onehot = tf.oneHot(batch.labels, logits.shape[1]!);
+        const ce = tf.mean(tf.neg(tf.sum(tf.mul(onehot, tf.logSoftmax(logits)), 1)));
+        loss = tf.add(loss, tf.mul(ce, o.classLossWeight / (o.dims * Math.LN2))) as tf.Scalar;
+      }
+    }
+    return loss;
+  });
+}
+
+/** Gradients of the objective for the optimiser's parameters, plus the loss. The caller disposes. */
+export function lossAndGrads(model: FlowModel, params: tf.Variable[], batch: Batch, o: Pick<StepOptions, 'dims' | 'nBins' | 'lossName' | 'classLossWeight'>): { loss: tf.Scalar; grads: tf.Tensor[] } {
+  const { value, grads } = tf.variableGrads(() => objective(model, batch, o), params);
+  return { loss: value, grads: params.map((p) => grads[p.name]!) };
+}
+
+function trainStep(model: FlowModel, optimizer: Optimizer, batch: Batch, o: StepOptions): { applied: boolean; loss: number; gradNorm: number } {
+  const { loss, grads } = lossAndGrads(model, optimizer.params, batch, o);
+  const [lossValue, gradNorm] = tf.tidy(() => {
+    const sq = grads.map((g) => tf.sum(tf.square(g)));
+    return tf.stack([loss, tf.sqrt(tf.addN(sq))]);
+  }).dataSync() as unknown as [number, number];
+  const lossSeen = o.inject ? NaN : lossValue;
+  let applied = false;
+  if (Number.isFinite(lossSeen) && Number.isFinite(gradNorm)) {
+    const scale = o.maxGradNorm > 0 && gradNorm > o.maxGradNorm ? o.maxGradNorm / gradNorm : 1;
+    if (scale < 1) {
+      const clipped = tf.tidy(() => grads.map((g) => tf.mul(g, scale)));
+      optimizer.apply(clipped, o.lr);
+      tf.dispose(clipped);
+    } else optimizer.apply(grads, o.lr);
+    applied = true;
+  }
+  tf.dispose([loss, ...grads]);
+  return { applied, loss: lossSeen, gradNorm };
+}
+
+/** Test hook (documented in README): FLOW_INJECT_NONFINITE=5,6,7 makes those steps' loss NaN. */
+function injectNonFinite(step: number): boolean {
+  const spec = process.env.FLOW_INJECT_NONFINITE;
+  if (!spec) return false;
+  return spec.split(',').some((s) => Number(s) === step);
+}
+
+function initializeModel(model: FlowModel, cfg: Config, data: Dataset): void {
+  // ActNorm's data-dependent init: one batch of init_batch examples, drawn from its own seeded stream.
+  const n = Math.min(cfg.model.init_batch, data.train.n);
+  const perm = new Rng(cfg.seed + 2).permutation(data.train.n).subarray(0, n);
+  const batch = makeBatch(data, perm, cfg, new Rng(cfg.seed + 3));
+  model.initialize(batch.x, batch.labels);
+  batch.x.dispose();
+  batch.labels?.dispose();
+}
+
+/** Mean test loss over the first eval_examples test examples (fixed, seeded noise), or null without a test split. */
+function evaluateTest(model: FlowModel, data: Dataset, cfg: Config): number | null {
+  if (data.test.n === 0) return null;
+  const n = cfg.train.eval_examples > 0 ? Math.min(cfg.train.eval_examples, data.test.n) : data.test.n;
+  const indices = Array.from({ length: n }, (_, i) => i);
+  const dims = data.shape.reduce((a, b) => a * b, 1);
+  const logp = perExampleLogProb(model, data.test, data.shape, data.kind, { nBits: cfg.data.n_bits, seed: cfg.seed, batchSize: Math.max(cfg.train.batch_size, 64), indices, dequantize: cfg.data.dequantize === 'uniform' });
+  const values = data.kind === 'image' ? logp.map((l) => bitsPerDim(l, dims, 2 ** cfg.data.n_bits)) : logp.map((l) => -l / dims);
+  return meanAndStderr(values).mean;
+}
+
+export async function writeSampleGrid(model: FlowModel, cfg: Config, meta: ModelMeta, file: string, n = cfg.train.sample_grid): Promise<void> {
+  const rng = new Rng(cfg.seed + 4);
+  const labels = meta.numClasses ? tf.tensor1d(Array.from({ length: n }, (_, i) => i % meta.numClasses!), 'int32') : undefined;
+  const x = model.sample(n, cfg.sample.temperature, rng, labels);
+  const values = x.dataSync() as Float32Array;
+  x.dispose();
+  labels?.dispose();
+  const [h, w, c] = meta.dataShape as [number, number, number];
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  await writeGrid(file, { pixels: toPixels(values, meta.nBits), n, height: h, width: w, channels: c });
+}
+
+function archiveCheckpoints(runDir: string, log: TrainLogger): void {
+  const from = path.join(runDir, 'checkpoints');
+  const to = path.join(runDir, 'archive', new Date().toISOString().replace(/[:.]/g, '-'));
+  fs.mkdirSync(path.dirname(to), { recursive: true });
+  fs.renameSync(from, to);
+  log.info(`--fresh: moved the old checkpoints to ${to}`);
+}
+
+function dryRunSummary(cfg: Config, model: FlowModel, data: Dataset, parameters: number): TrainSummary {
+  return {
+    runDir: runDirOf(cfg.runs_dir, cfg.name),
+    step: 0,
+    stoppedBy: 'dry_run',
+    loss: null,
+    lossName: data.kind === 'image' ? 'bpd' : 'nll',
+    testLoss: null,
+    checkpoint: null,
+    imgPerSec: 0,
+    seconds: 0,
+    skippedSteps: 0,
+    resumedFrom: null,
+    parameters,
+    dataShape: data.shape,
+  };
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+

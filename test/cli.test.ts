@@ -1,0 +1,97 @@
+// End-to-end: the real bin/flow trains, samples and evaluates a tiny Glow.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { flow, tempDir, writeYaml, TINY_CONFIG } from './helpers.js';
+
+test('train -> sample -> eval on the real CLI', async () => {
+  const dir = tempDir();
+  const cfg = writeYaml(dir, 'tiny.yaml', TINY_CONFIG);
+
+  // Baseline: the same model after a single step is (almost) untrained.
+  const base = flow(['train', cfg, '--name', 'base', '--max-steps', '1', '--json', '--quiet'], dir);
+  assert.equal(base.code, 0, base.stderr);
+
+  const tr = flow(['train', cfg], dir);
+  assert.equal(tr.code, 0, tr.stderr);
+  assert.match(tr.stderr, /backend: wasm \(CPU\)/);
+  const events = tr.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(events.some((e) => e.event === 'progress' && e.step === 40 && Number.isFinite(e.bpd)), 'NDJSON progress up to step 40');
+  assert.ok(fs.existsSync(path.join(dir, 'runs', 'tiny', 'checkpoints')));
+  assert.equal(fs.readlinkSync(path.join(dir, 'runs', 'latest')), 'tiny');
+  assert.ok(fs.readdirSync(path.join(dir, 'runs', 'tiny', 'samples')).some((f) => f.endsWith('.png')), 'sample grid beside the checkpoint');
+  const saved = fs.readFileSync(path.join(dir, 'runs', 'tiny', 'config.yaml'), 'utf8');
+  assert.match(saved, /width: 16/);
+
+  const out = path.join(dir, 's.png');
+  const s = flow(['sample', '--n', '16', '--out', out, '--seed', '3'], dir);
+  assert.equal(s.code, 0, s.stderr);
+  const meta = await sharp(out).metadata();
+  // 4x4 grid of 28x28 images with 2-pixel borders.
+  assert.equal(meta.width, 4 * 30 + 2);
+  assert.equal(meta.height, 4 * 30 + 2);
+  const again = path.join(dir, 's2.png');
+  assert.equal(flow(['sample', '--n', '16', '--out', again, '--seed', '3'], dir).code, 0);
+  assert.deepEqual(fs.readFileSync(out), fs.readFileSync(again), 'same seed -> same pixels');
+
+  const each = path.join(dir, 'each');
+  assert.equal(flow(['sample', '--n', '3', '--out-dir', each], dir).code, 0);
+  assert.equal(fs.readdirSync(each).filter((f) => f.endsWith('.png')).length, 3);
+
+  const ev = flow(['eval', '--bpd', '--json', '--per-example', path.join(dir, 'pe.csv')], dir);
+  assert.equal(ev.code, 0, ev.stderr);
+  const r = JSON.parse(ev.stdout);
+  assert.equal(r.split, 'test');
+  assert.equal(r.n, 128);
+  assert.ok(Number.isFinite(r.bpd) && r.bpd > 0 && r.bpd < 8, `bpd ${r.bpd}`);
+  assert.ok(r.stderr > 0);
+  const rows = fs.readFileSync(path.join(dir, 'pe.csv'), 'utf8').trim().split('\n');
+  assert.equal(rows.length, 129);
+
+  const evBase = flow(['eval', '--bpd', '--json', '--run', path.join(dir, 'runs', 'base')], dir);
+  assert.equal(evBase.code, 0, evBase.stderr);
+  const rb = JSON.parse(evBase.stdout);
+  assert.ok(r.bpd < rb.bpd - 0.1, `trained ${r.bpd} should beat untrained ${rb.bpd}`);
+});
+
+test('bad configs give one clear line and exit 2', () => {
+  const dir = tempDir();
+  const cases: Array<[string, RegExp]> = [
+    ['model:\n  dept: 3\n', /model\.dept.*depth/],
+    ['model:\n  depth: abc\n', /model\.depth/],
+    ['model: [1, 2\n', /bad\.yaml/],
+    ['train:\n  batch_size: 0\n', /train\.batch_size/],
+    ['data:\n  n_bits: 9\n', /data\.n_bits/],
+  ];
+  for (const [text, pattern] of cases) {
+    const file = writeYaml(dir, 'bad.yaml', text);
+    const r = flow(['train', file], dir);
+    assert.equal(r.code, 2, `${text}: ${r.stderr}`);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, `one line for ${JSON.stringify(text)}: ${r.stderr}`);
+    assert.match(lines[0]!, pattern);
+  }
+  const missing = flow(['train', 'nope.yaml'], dir);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /nope\.yaml/);
+  const levels = writeYaml(dir, 'levels.yaml', 'data:\n  source: embedded\n  limit: 64\nmodel:\n  levels: 3\n');
+  const lv = flow(['train', levels, '--dry-run'], dir);
+  assert.equal(lv.code, 2, lv.stderr);
+  assert.match(lv.stderr, /levels/);
+});
+
+test('unknown flags and backends exit 2; doctor runs', () => {
+  const dir = tempDir();
+  assert.equal(flow(['sample', '--bogus'], dir).code, 2);
+  const tfBackend = flow(['train', writeYaml(dir, 'c.yaml', TINY_CONFIG), '--backend', 'tensorflow'], dir);
+  assert.equal(tfBackend.code, 2);
+  assert.match(tfBackend.stderr, /tfjs-node-gpu/);
+  assert.match(tfBackend.stderr, /CUDA 11\.2/);
+  const doc = flow(['doctor', '--json'], dir);
+  assert.equal(doc.code, 0, doc.stderr);
+  JSON.parse(doc.stdout);
+  const req = flow(['doctor', '--require-gpu'], dir);
+  assert.equal(req.code, 1);
+});

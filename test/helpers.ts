@@ -1,0 +1,61 @@
+// Shared test utilities: running the real bin/flow, temp dirs.
+import { spawnSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root (tests run from dist/test/). */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const FLOW = path.join(ROOT, 'bin', 'flow');
+
+export function tempDir(prefix = 'flow-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `flow ARGS` in cwd with a non-TTY stdout (so progress is NDJSON). */
+export function flow(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): RunResult {
+  const r = spawnSync(process.execPath, [FLOW, ...args], { cwd, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 240_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+export function flowAsync(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
+  return spawn(process.execPath, [FLOW, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export function writeYaml(dir: string, name: string, text: string): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+/** A tiny Glow on 512 embedded digits: trains a few dozen steps in seconds on wasm. */
+export const TINY_CONFIG = `
+name: tiny
+seed: 1
+backend: wasm
+data:
+  source: embedded
+  limit: 512
+  test_limit: 128
+model:
+  family: glow
+  levels: 2
+  depth: 2
+  width: 16
+  init_batch: 64
+train:
+  batch_size: 32
+  lr: 0.003
+  max_steps: 40
+  log_every: 10
+  checkpoint_every: 20
+  eval_examples: 128
+  sample_grid: 16
+`;
