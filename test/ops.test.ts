@@ -13,7 +13,10 @@ import {
   setFastGradients,
   setFilterGradMethod,
   fastGradientsActive,
+  type FilterGradMethod,
 } from '../src/backend/ops.js';
+
+const ALL_FILTER_METHODS: Array<FilterGradMethod | null> = [null, 'conv', 'im2col', 'im2col-dy'];
 
 interface Arrays {
   value: Float32Array;
@@ -59,7 +62,7 @@ async function checkAgainstReference(
   bShape: number[],
   outSize: number,
   rng: Rng,
-  filterMethods: Array<'conv' | 'im2col' | null> = [null],
+  filterMethods: Array<FilterGradMethod | null> = [null],
 ): Promise<void> {
   const size = (s: number[]) => s.reduce((p, q) => p * q, 1);
   const inputs = {
@@ -116,7 +119,7 @@ test('conv2d 3x3 gradients equal tfjs gradients (odd sizes, batch 1, non-square,
   ];
   for (const [xs, co] of cases) {
     const [b, h, w, c] = xs;
-    await checkAgainstReference('conv2d 3x3', conv2d, xs, [3, 3, c, co], b * h * w * co, rng, ['conv', 'im2col']);
+    await checkAgainstReference('conv2d 3x3', conv2d, xs, [3, 3, c, co], b * h * w * co, rng, ALL_FILTER_METHODS);
   }
 });
 
@@ -130,7 +133,7 @@ test('conv2d with other kernel sizes (5x5, 3x1, even 2x2, 4x3) matches tfjs', as
   ];
   for (const [xs, fs] of cases) {
     const [b, h, w] = xs;
-    await checkAgainstReference('conv2d', conv2d, xs, fs, b * h * w * fs[3], rng, ['conv', 'im2col']);
+    await checkAgainstReference('conv2d', conv2d, xs, fs, b * h * w * fs[3], rng, ALL_FILTER_METHODS);
   }
 });
 
@@ -191,6 +194,30 @@ test('variableGrads through conv2d trains on wasm (filter gradient exists there)
   assert.ok((value.dataSync()[0] as number) > 0);
   assert.ok(tf.max(tf.abs(g)).dataSync()[0] > 0);
   tf.dispose([w, x, value, g]);
+  await tf.setBackend('cpu');
+});
+
+test('fast paths leak no tensors across forward + backward', async () => {
+  for (const backend of ['cpu', 'wasm']) {
+    await tf.setBackend(backend);
+    const rng = new Rng(6);
+    const w3 = tf.variable(tf.tensor(rng.normalArray(3 * 3 * 2 * 4), [3, 3, 2, 4]));
+    const w1 = tf.variable(tf.tensor(rng.normalArray(4 * 4), [1, 1, 4, 4]));
+    const m = tf.variable(tf.tensor(rng.normalArray(4 * 3), [4, 3]));
+    const x = tf.tensor(rng.normalArray(2 * 5 * 3 * 2), [2, 5, 3, 2]);
+    const step = () => {
+      const { value, grads } = tf.variableGrads(() => {
+        const h = conv2d(conv2d(x, w3), w1);
+        return tf.sum(matMul(tf.reshape(h, [-1, 4]), m)) as tf.Scalar;
+      });
+      tf.dispose([value, ...Object.values(grads)]);
+    };
+    step();
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) step();
+    assert.equal(tf.memory().numTensors, before, `tensor count grew on ${backend}`);
+    tf.dispose([w3, w1, m, x]);
+  }
   await tf.setBackend('cpu');
 });
 

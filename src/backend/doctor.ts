@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { tf } from '../tf.js';
-import { firstLine, loadTfjsNodeGpu, silenceCpuBanner, tensorflowUsesGpu, TFJS_NODE_GPU } from './select.js';
+import { firstLine, isNotInstalled, loadTfjsNodeGpu, silenceCpuBanner, tensorflowUsesGpu, TFJS_NODE_GPU } from './select.js';
 
 const require = createRequire(import.meta.url);
 
@@ -120,7 +120,7 @@ export async function runDoctor(): Promise<DoctorReport> {
   const wasmSimd = wasm.loads ? tf.env().getBool('WASM_HAS_SIMD_SUPPORT') : null;
   const wasmThreads = wasm.loads ? tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') : null;
   const tensorflow = await probe('tensorflow', loadTfjsNodeGpu);
-  if (!tensorflow.loads && /Cannot find module '@tensorflow\/tfjs-node-gpu'/.test(tensorflow.error ?? '')) {
+  if (!tensorflow.loads && isNotInstalled(new Error(tensorflow.error ?? ''))) {
     tensorflow.error = `${TFJS_NODE_GPU} is not installed`;
   }
   backends.push(tensorflow);

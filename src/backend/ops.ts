@@ -3,10 +3,12 @@
 //
 // Why custom gradients: the wasm backend has no Conv2DBackpropFilter kernel (tf.grad through
 // tf.conv2d wrt the filter throws), and it runs matmul with transposeA/transposeB as a slow
-// scalar loop (~2 GFLOP/s) while plain matmul and forward conv2d are 10-30 GFLOP/s. So on wasm
-// (and cpu, where it is also correct and not slower) every gradient here is written with forward
-// convs, explicit tf.transpose and untransposed tf.matMul. On tfjs-node (or anything else) the
-// native ops and their native gradients are used.
+// scalar loop (~3 GFLOP/s) while plain matmul and forward conv2d are 20-45 GFLOP/s. So on wasm
+// every gradient here is written with forward convs, explicit tf.transpose and untransposed
+// tf.matMul. The cpu backend gets the same paths: its Conv2DBackpropFilter runs at 0.02 GFLOP/s
+// (a Glow coupling net's forward + backward: 8.4 s native vs 0.42 s here), and for matmul the two
+// are equal. On tfjs-node (or anything else) the native ops and their native gradients are used.
+// Numbers: scripts/bench-ops.ts.
 import { tf, type Tensor } from '../tf.js';
 import './gradients.js';
 
@@ -25,8 +27,9 @@ export function fastGradientsActive(): boolean {
   return backend === 'wasm' || backend === 'cpu';
 }
 
-/** How the conv filter gradient is computed: a forward conv over batch-as-channels, or im2col + matmul. */
-export type FilterGradMethod = 'conv' | 'im2col';
+/** How the conv filter gradient is computed: a forward conv over batch-as-channels, or im2col + matmul
+ *  with the patches (built by an identity-filter conv) of x or of dy. */
+export type FilterGradMethod = 'conv' | 'im2col' | 'im2col-dy';
 let filterGradOverride: FilterGradMethod | null = null;
 
 /** Forces one filter-gradient method (null: choose per shape). For tests and the bench. */
@@ -119,41 +122,77 @@ export function conv2dFilterGradConv(x: Tensor, dy: Tensor, kh: number, kw: numb
   });
 }
 
+/** im2col patches [B*H*W, kh*kw*C] of a stride-1 'same' conv, tap-major and channel-minor (matching HWIO). */
+function patchesByIdentityConv(x: Tensor, kh: number, kw: number): tf.Tensor2D {
+  // One forward conv with an identity filter: far faster than pad + slices + concat (wasm 3x3 2->128:
+  // 1.1 vs 8 ms), but it costs K/Co of the gradient matmul (K = kh*kw*C): only for few channels.
+  const [b, h, w, c] = x.shape as number[];
+  const k = kh * kw * c;
+  const identity = tf.reshape(tf.eye(k), [kh, kw, c, k]) as tf.Tensor4D;
+  return tf.reshape(tf.conv2d(x as tf.Tensor4D, identity, 1, 'same'), [b * h * w, k]) as tf.Tensor2D;
+}
+
 /**
- * Filter gradient via im2col: patches [B*H*W, kh*kw*C] (tap-major, channel-minor, matching HWIO)
- * come from one forward conv with an identity filter (on wasm far faster than pad + slices +
- * concat), then dW = patchesᵀ · dy2d, or (dy2dᵀ · patches)ᵀ when dy is the smaller one to transpose.
- * The identity conv costs K/Co of the matmul (K = kh*kw*C), so this suits few input channels.
+ * Filter gradient via im2col: dW = patchesᵀ · dy2d, or (dy2dᵀ · patches)ᵀ when dy is the smaller
+ * one to transpose (the [K, Co] result is tiny either way).
  */
 export function conv2dFilterGradIm2col(x: Tensor, dy: Tensor, kh: number, kw: number): Tensor {
   return tf.tidy(() => {
-    const [b, h, w, c] = x.shape as number[];
+    const c = x.shape[3] as number;
     const co = dy.shape[3] as number;
-    const k = kh * kw * c;
-    const identity = tf.reshape(tf.eye(k), [kh, kw, c, k]) as tf.Tensor4D;
-    const patches = tf.reshape(tf.conv2d(x as tf.Tensor4D, identity, 1, 'same'), [b * h * w, k]) as tf.Tensor2D;
-    const dy2d = tf.reshape(dy, [b * h * w, co]) as tf.Tensor2D;
+    const patches = patchesByIdentityConv(x, kh, kw);
+    const dy2d = tf.reshape(dy, [patches.shape[0], co]) as tf.Tensor2D;
     const g =
-      k <= co
+      kh * kw * c <= co
         ? tf.matMul(tf.transpose(patches), dy2d)
         : tf.transpose(tf.matMul(tf.transpose(dy2d), patches));
     return tf.reshape(g, [kh, kw, c, co]);
   });
 }
 
+/**
+ * Filter gradient via im2col of dy instead of x, for few output channels (the zero-init output conv
+ * of a coupling net): dW[a,b,c,o] = Σ x[n,p,q,c] · dy[n, p-a+ph, q-b+pw, o], and the shifted dy
+ * taps are exactly the patches of a 'same' identity conv over dy at the flipped tap (k-1-a, k-1-b).
+ * So G = patches(dy)ᵀ · x2d is [kh*kw*Co, C]: flip its taps and swap to HWIO. Odd kernels only
+ * (the flip needs symmetric 'same' padding); even ones fall back to the conv form.
+ */
+export function conv2dFilterGradIm2colDy(x: Tensor, dy: Tensor, kh: number, kw: number): Tensor {
+  if (kh % 2 === 0 || kw % 2 === 0) return conv2dFilterGradConv(x, dy, kh, kw);
+  return tf.tidy(() => {
+    const c = x.shape[3] as number;
+    const co = dy.shape[3] as number;
+    const patches = patchesByIdentityConv(dy, kh, kw); // [B*H*W, kh*kw*Co]
+    const x2d = tf.reshape(x, [patches.shape[0], c]) as tf.Tensor2D;
+    const g =
+      kh * kw * co <= c
+        ? tf.matMul(tf.transpose(patches), x2d)
+        : tf.transpose(tf.matMul(tf.transpose(x2d), patches));
+    return tf.transpose(tf.reverse(tf.reshape(g, [kh, kw, co, c]), [0, 1]), [0, 1, 3, 2]);
+  });
+}
+
 function chooseFilterGradMethod(kh: number, kw: number, c: number, co: number): FilterGradMethod {
   if (filterGradOverride) return filterGradOverride;
-  // From scripts/bench-ops.ts on wasm: im2col wins while its identity conv is cheaper than the
-  // matmul (K <= Co; e.g. 3x3 2->128: 1.9 vs 11 ms), the batch-as-channel conv wins otherwise
-  // (3x3 128->4: 11 ms vs 0.8 s).
-  return kh * kw * c <= co ? 'im2col' : 'conv';
+  // From scripts/bench-ops.ts (Glow on Fashion-MNIST shapes, batch 64, wasm): im2col of x wins while
+  // its identity conv is cheaper than the matmul (kh*kw*C <= Co; 3x3 2->128: 2.3 vs 15 ms), im2col of
+  // dy likewise when kh*kw*Co <= C (3x3 128->4: 4.4 vs 12 ms), the batch-as-channel conv otherwise.
+  // The cpu backend ranks them the same way.
+  if (kh * kw * c <= co) return 'im2col';
+  if (kh * kw * co <= c && kh % 2 === 1 && kw % 2 === 1) return 'im2col-dy';
+  return 'conv';
 }
 
 /** Gradient of a stride-1 'same' conv wrt its HWIO filter. */
 export function conv2dFilterGrad(x: Tensor, dy: Tensor, kh: number, kw: number): Tensor {
-  return chooseFilterGradMethod(kh, kw, x.shape[3] as number, dy.shape[3] as number) === 'conv'
-    ? conv2dFilterGradConv(x, dy, kh, kw)
-    : conv2dFilterGradIm2col(x, dy, kh, kw);
+  switch (chooseFilterGradMethod(kh, kw, x.shape[3] as number, dy.shape[3] as number)) {
+    case 'conv':
+      return conv2dFilterGradConv(x, dy, kh, kw);
+    case 'im2col':
+      return conv2dFilterGradIm2col(x, dy, kh, kw);
+    case 'im2col-dy':
+      return conv2dFilterGradIm2colDy(x, dy, kh, kw);
+  }
 }
 
 const fastConv2d = tf.customGrad(((x: Tensor, filter: Tensor, save: tf.GradSaveFunc) => {

@@ -30,6 +30,11 @@ export function firstLine(e: unknown): string {
   return msg.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'unknown error';
 }
 
+/** True when the package itself is absent (not when it is present but its native binding fails to load). */
+export function isNotInstalled(e: unknown): boolean {
+  return firstLine(e).startsWith(`Cannot find module '${TFJS_NODE_GPU}'`);
+}
+
 /** Loads the tfjs-node-gpu package (which registers the 'tensorflow' backend); throws its load error. */
 export function loadTfjsNodeGpu(): void {
   require(TFJS_NODE_GPU);
@@ -47,8 +52,7 @@ async function startTensorflow(): Promise<SelectedBackend> {
   try {
     loadTfjsNodeGpu();
   } catch (e) {
-    const missing = (e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && firstLine(e).includes(TFJS_NODE_GPU);
-    const why = missing ? 'is not installed' : `failed to load (${firstLine(e)})`;
+    const why = isNotInstalled(e) ? 'is not installed' : `failed to load (${firstLine(e)})`;
     throw new UserError(`--backend tensorflow: ${TFJS_NODE_GPU} ${why}; ${INSTALL_HINT}`);
   }
   if (!(await tf.setBackend('tensorflow'))) {

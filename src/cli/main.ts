@@ -8,6 +8,7 @@ import { trainCommand } from './train.js';
 import { sampleCommand } from './sample.js';
 import { evalCommand } from './eval.js';
 import { doctorCommand } from './doctor.js';
+import { mergeCommand } from './merge.js';
 
 const verbose = process.argv.includes('--verbose');
 
@@ -83,6 +84,14 @@ export function buildProgram(): Command {
     .option('--require-gpu', 'exit 1 unless TensorFlow can use a GPU')
     .option('--json', 'print the report as one JSON object')
     .action(run((flags) => doctorCommand(flags)));
+
+  program
+    .command('merge')
+    .description('combine the part files of a sharded eval (--shard i/n --out part.json) or sample into one result')
+    .argument('<parts...>', 'part files written by the shards')
+    .requiredOption('--out <result>', 'eval: result.json or result.csv; sample: grid.png or a directory')
+    .option('--json', 'print the merged summary as one JSON object')
+    .action(run((parts: string[], flags) => mergeCommand(parts, flags)));
 
   return program;
 }

@@ -1,6 +1,7 @@
 // The one small interface every invertible layer implements (cf. nflows' Transform,
 // distrax's Bijector): forward and inverse each return the result and log|det J| per example.
 import { tf, type Tensor } from '../tf.js';
+import { matMul } from '../backend/ops.js';
 
 export interface ForwardResult {
   y: Tensor;
@@ -55,20 +56,52 @@ export function perExample(scalar: Tensor, batch: number): Tensor {
   return tf.add(tf.zeros([batch]), scalar);
 }
 
+/**
+ * x[..., columns] as one matmul with a 0/1 matrix (exact for finite values: one product plus zeros).
+ * Channel slices and concats of activations are per-row copy loops on wasm (4-5x slower than this
+ * for the few channels a flow has), and their gradients are the same loops again.
+ */
+export function selectChannels(x: Tensor, columns: readonly number[]): Tensor {
+  const c = x.shape[x.rank - 1]!;
+  const k = columns.length;
+  const m = new Float32Array(c * k);
+  columns.forEach((col, j) => (m[col * k + j] = 1));
+  const flat = tf.reshape(x, [x.size / c, c]);
+  return tf.reshape(matMul(flat, tf.tensor2d(m, [c, k])), [...x.shape.slice(0, -1), k]);
+}
+
 /** Splits the last axis into [first n, rest]. */
 export function splitChannels(x: Tensor, n: number): [Tensor, Tensor] {
   const c = x.shape[x.rank - 1]!;
-  const [a, b] = tf.split(x, [n, c - n], x.rank - 1);
-  return [a!, b!];
+  const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
+  return [selectChannels(x, range(0, n)), selectChannels(x, range(n, c))];
 }
 
-/** openai/glow's interleaved split of the last axis: (h[..., 0::2], h[..., 1::2]). */
-export function splitInterleaved(h: Tensor): [Tensor, Tensor] {
+/** openai/glow's interleaved heads of the last axis: head j = h[..., j::heads]. */
+export function interleavedHeads(h: Tensor, heads: number): Tensor[] {
   const c = h.shape[h.rank - 1]!;
-  const pairs = tf.reshape(h, [...h.shape.slice(0, -1), c / 2, 2]);
-  const [even, odd] = tf.split(pairs, 2, pairs.rank - 1);
-  const outShape = [...h.shape.slice(0, -1), c / 2];
-  return [tf.reshape(even!, outShape), tf.reshape(odd!, outShape)];
+  if (!Number.isInteger(heads) || heads < 1 || c % heads !== 0) throw new Error(`cannot split ${c} channels into ${heads} interleaved heads`);
+  if (heads === 1) return [h];
+  return Array.from({ length: heads }, (_, j) => selectChannels(h, Array.from({ length: c / heads }, (_, i) => i * heads + j)));
+}
+
+/** Concatenates along the last axis, as a sum of 0/1 embedding matmuls (see selectChannels). */
+export function concatChannels(parts: Tensor[]): Tensor {
+  const sizes = parts.map((p) => p.shape[p.rank - 1]!);
+  const total = sizes.reduce((a, b) => a + b, 0);
+  let offset = 0;
+  let out: Tensor | null = null;
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i]!;
+    const k = sizes[i]!;
+    const m = new Float32Array(k * total);
+    for (let j = 0; j < k; j++) m[j * total + offset + j] = 1;
+    offset += k;
+    const placed = matMul(tf.reshape(p, [p.size / k, k]), tf.tensor2d(m, [k, total]));
+    out = out ? tf.add(out, placed) : placed;
+  }
+  const first = parts[0]!;
+  return tf.reshape(out!, [...first.shape.slice(0, -1), total]);
 }
 
 /** Prefixes local variable names: containers call this on their children's lists. */

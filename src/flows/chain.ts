@@ -17,24 +17,24 @@ export class Chain implements Bijector {
 
   forward(x: Tensor): ForwardResult {
     let y = x;
-    let logdet: Tensor = tf.zeros([x.shape[0]!]);
+    let logdet: Tensor | null = null;
     for (const l of this.layers) {
       const r = l.forward(y);
       y = r.y;
-      logdet = tf.add(logdet, r.logdet);
+      logdet = logdet ? tf.add(logdet, r.logdet) : r.logdet;
     }
-    return { y, logdet };
+    return { y, logdet: logdet ?? tf.zeros([x.shape[0]!]) };
   }
 
   inverse(y: Tensor): InverseResult {
     let x = y;
-    let logdet: Tensor = tf.zeros([y.shape[0]!]);
+    let logdet: Tensor | null = null;
     for (let i = this.layers.length - 1; i >= 0; i--) {
       const r = this.layers[i]!.inverse(x);
       x = r.x;
-      logdet = tf.add(logdet, r.logdet);
+      logdet = logdet ? tf.add(logdet, r.logdet) : r.logdet;
     }
-    return { x, logdet };
+    return { x, logdet: logdet ?? tf.zeros([y.shape[0]!]) };
   }
 
   variables(): NamedVariable[] {

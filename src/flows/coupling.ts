@@ -8,8 +8,8 @@ import {
   type NamedVariable,
   newVariable,
   prefixed,
+  concatChannels,
   splitChannels,
-  splitInterleaved,
   sumExceptBatch,
 } from './bijector.js';
 import type { Net } from './nets.js';
@@ -40,9 +40,8 @@ export class HalfCoupling implements Bijector {
 
   /** (shift, log scale) from the conditioning half; log scale is null for additive. */
   private params(a: Tensor): [Tensor, Tensor | null] {
-    const h = this.net.apply(a);
-    if (this.kind === 'additive') return [h, null];
-    const [shift, raw] = splitInterleaved(h);
+    if (this.kind === 'additive') return [this.net.apply(a), null];
+    const [shift, raw] = this.net.applyHeads(a, 2) as [Tensor, Tensor];
     // log sigmoid(z) = -softplus(-z); not tf.logSigmoid, whose gradient reads a tensor that
     // tf.grad's forward tidy has already disposed when z is an intermediate.
     return [shift, tf.neg(tf.softplus(tf.neg(tf.add(raw, 2))))];
@@ -51,17 +50,17 @@ export class HalfCoupling implements Bijector {
   forward(x: Tensor): ForwardResult {
     const [a, b] = splitChannels(x, this.splitAt);
     const [shift, logScale] = this.params(a);
-    if (!logScale) return { y: tf.concat([a, tf.add(b, shift)], -1), logdet: tf.zeros([x.shape[0]!]) };
+    if (!logScale) return { y: concatChannels([a, tf.add(b, shift)]), logdet: tf.zeros([x.shape[0]!]) };
     const yb = tf.mul(tf.add(b, shift), tf.exp(logScale));
-    return { y: tf.concat([a, yb], -1), logdet: sumExceptBatch(logScale) };
+    return { y: concatChannels([a, yb]), logdet: sumExceptBatch(logScale) };
   }
 
   inverse(y: Tensor): InverseResult {
     const [a, yb] = splitChannels(y, this.splitAt);
     const [shift, logScale] = this.params(a);
-    if (!logScale) return { x: tf.concat([a, tf.sub(yb, shift)], -1), logdet: tf.zeros([y.shape[0]!]) };
+    if (!logScale) return { x: concatChannels([a, tf.sub(yb, shift)]), logdet: tf.zeros([y.shape[0]!]) };
     const xb = tf.sub(tf.mul(yb, tf.exp(tf.neg(logScale))), shift);
-    return { x: tf.concat([a, xb], -1), logdet: tf.neg(sumExceptBatch(logScale)) };
+    return { x: concatChannels([a, xb]), logdet: tf.neg(sumExceptBatch(logScale)) };
   }
 
   variables(): NamedVariable[] {
@@ -123,9 +122,9 @@ export class MaskedCoupling implements Bijector {
   private params(x: Tensor): [Tensor, Tensor | null] {
     const m = tf.tensor(this.mask, this.shape);
     const free = tf.sub(1, m);
-    const h = this.net.apply(tf.mul(x, m));
-    if (this.kind === 'additive') return [tf.mul(h, free), null];
-    const [t, raw] = splitInterleaved(h);
+    const xm = tf.mul(x, m);
+    if (this.kind === 'additive') return [tf.mul(this.net.apply(xm), free), null];
+    const [t, raw] = this.net.applyHeads(xm, 2) as [Tensor, Tensor];
     const s = tf.mul(tf.mul(this.scale!, tf.tanh(raw)), free);
     return [tf.mul(t, free), s];
   }

@@ -4,7 +4,7 @@
 import { tf, type Tensor } from '../tf.js';
 import { Rng } from '../rng.js';
 import type { ModelConfig } from '../config/schema.js';
-import { type Bijector, type NamedVariable, prefixed, splitChannels, sumExceptBatch, newVariable } from './bijector.js';
+import { type Bijector, type NamedVariable, concatChannels, prefixed, splitChannels, sumExceptBatch, newVariable } from './bijector.js';
 import { Chain } from './chain.js';
 import { ActNorm, DiagonalScale, InvConv1x1, ReversePermutation, ShufflePermutation, Squeeze } from './layers.js';
 import { HalfCoupling, MaskedCoupling, type CouplingKind, type MaskType, type NetFactory } from './coupling.js';
@@ -26,6 +26,8 @@ export interface FlowModel {
   sample(n: number, temperature: number, rng: Rng, labels?: Tensor): Tensor;
   /** Class logits from the mean-pooled top latent (openai/glow's ycond); undefined without a classifier. */
   classLogits?(x: Tensor): Tensor | undefined;
+  /** logProb and classLogits from one pass through the flow (classLogits alone re-runs it). */
+  logProbAndLogits(x: Tensor, labels?: Tensor): { logp: Tensor; logits?: Tensor };
   /** ActNorm data-dependent initialisation from one batch; a no-op when already initialized. */
   initialize(x: Tensor, labels?: Tensor): void;
   readonly initialized: boolean;
@@ -101,7 +103,8 @@ interface GaussianParams {
   logsd?: Tensor;
 }
 
-/** The top prior: N(0, I), or learned per-position mean/logsd, plus a per-channel term from the one-hot label. */
+/** The top prior: N(0, I), or learned per-position mean/logsd, plus a per-channel term from the one-hot label
+ * (its [mean, logsd] are the two interleaved heads of a zero-init dense layer). */
 class TopPrior {
   readonly mean?: tf.Variable;
   readonly logsd?: tf.Variable;
@@ -125,7 +128,7 @@ class TopPrior {
     let logsd: Tensor | undefined = this.logsd;
     if (this.cond && onehot) {
       const c = this.shape[this.shape.length - 1]!;
-      const [m, s] = splitChannels(this.cond.apply(onehot), c);
+      const [m, s] = this.cond.applyHeads(onehot, 2) as [Tensor, Tensor];
       // [B, C] -> [B, 1, 1, C] for images: the label term is the same at every position.
       const perExample = [onehot.shape[0]!, ...this.shape.slice(0, -1).map(() => 1), c];
       const mb = tf.reshape(m, perExample);
@@ -144,7 +147,7 @@ class TopPrior {
   }
 }
 
-/** Prior of the split-off half: N(mean, exp(logsd)) with [mean | logsd] = zero-init conv3x3(z1), or N(0, I). */
+/** Prior of the split-off half: N(mean, exp(logsd)) with (mean, logsd) = the two interleaved heads of a zero-init conv3x3(z1), or N(0, I). */
 class SplitPrior {
   readonly conv?: ZeroConv;
   constructor(
@@ -156,7 +159,7 @@ class SplitPrior {
   }
   params(z1: Tensor): GaussianParams {
     if (!this.conv) return {};
-    const [mean, logsd] = splitChannels(this.conv.apply(z1), this.splitChannels);
+    const [mean, logsd] = this.conv.applyHeads(z1, 2) as [Tensor, Tensor];
     return { mean, logsd };
   }
   variables(): NamedVariable[] {
@@ -312,14 +315,13 @@ class Flow implements FlowModel {
     return tf.cast(tf.oneHot(idx, this.numClasses), 'float32');
   }
 
-  /** Untidied encode: callers wrap it. */
-  private encodeRaw(x: Tensor, labels?: Tensor): { zs: Tensor[]; logdet: Tensor; logpz: Tensor } {
+  /** x -> latents through every level, with the split priors' log-density (label-free). Untidied. */
+  private flowForward(x: Tensor): { zs: Tensor[]; logdet: Tensor; logpSplits: Tensor } {
     this.checkInput(x);
     const batch = x.shape[0]!;
-    const onehot = this.oneHot(labels, batch);
     let h = x;
     let logdet: Tensor = tf.zeros([batch]);
-    let logpz: Tensor = tf.zeros([batch]);
+    let logpSplits: Tensor = tf.zeros([batch]);
     const zs: Tensor[] = [];
     for (const level of this.levels) {
       const r = level.flow.forward(h);
@@ -328,14 +330,21 @@ class Flow implements FlowModel {
       if (level.split) {
         const [z1, z2] = splitChannels(h, level.split.keepChannels);
         const p = level.split.params(z1);
-        logpz = tf.add(logpz, gaussianLogp(z2, p.mean, p.logsd));
+        logpSplits = tf.add(logpSplits, gaussianLogp(z2, p.mean, p.logsd));
         zs.push(z2);
         h = z1;
       }
     }
-    const p = this.top.params(onehot);
-    logpz = tf.add(logpz, gaussianLogp(h, p.mean, p.logsd));
     zs.push(h);
+    return { zs, logdet, logpSplits };
+  }
+
+  /** Untidied encode: callers wrap it. */
+  private encodeRaw(x: Tensor, labels?: Tensor): { zs: Tensor[]; logdet: Tensor; logpz: Tensor } {
+    const onehot = this.oneHot(labels, x.shape[0]!);
+    const { zs, logdet, logpSplits } = this.flowForward(x);
+    const p = this.top.params(onehot);
+    const logpz = tf.add(logpSplits, gaussianLogp(zs[zs.length - 1]!, p.mean, p.logsd));
     return { zs, logdet, logpz };
   }
 
@@ -374,7 +383,7 @@ class Flow implements FlowModel {
       let next = zs.length - 2;
       for (let l = this.levels.length - 1; l >= 0; l--) {
         const level = this.levels[l]!;
-        if (level.split) h = tf.concat([h, zs[next--]!], -1);
+        if (level.split) h = concatChannels([h, zs[next--]!]);
         h = level.flow.inverse(h).x;
       }
       return h;
@@ -393,7 +402,7 @@ class Flow implements FlowModel {
         if (level.split) {
           const sp = level.split.params(h);
           const z2 = gaussianSample([n, ...level.outShape.slice(0, -1), level.split.splitChannels], temperature, rng, sp.mean, sp.logsd);
-          h = tf.concat([h, z2], -1);
+          h = concatChannels([h, z2]);
         }
         h = level.flow.inverse(h).x;
       }
@@ -401,19 +410,31 @@ class Flow implements FlowModel {
     });
   }
 
+  private logitsOf(top: Tensor): Tensor | undefined {
+    if (!this.classifier) return undefined;
+    return this.classifier.apply(top.rank === 4 ? tf.mean(top, [1, 2]) : top);
+  }
+
   classLogits(x: Tensor): Tensor | undefined {
-    const classifier = this.classifier;
-    if (!classifier) return undefined;
+    if (!this.classifier) return undefined;
     return tf.tidy(() => {
-      const { zs } = this.encodeRaw(x);
-      const top = zs[zs.length - 1]!;
-      const pooled = top.rank === 4 ? tf.mean(top, [1, 2]) : top;
-      return classifier.apply(pooled);
+      const { zs } = this.flowForward(x);
+      return this.logitsOf(zs[zs.length - 1]!)!;
+    });
+  }
+
+  logProbAndLogits(x: Tensor, labels?: Tensor): { logp: Tensor; logits?: Tensor } {
+    return tf.tidy(() => {
+      const { zs, logdet, logpz } = this.encodeRaw(x, labels);
+      const logits = this.logitsOf(zs[zs.length - 1]!);
+      const logp = tf.add(logpz, logdet);
+      return logits ? { logp, logits } : { logp };
     });
   }
 
   initialize(x: Tensor, _labels?: Tensor): void {
     this.checkInput(x);
+    if (this.initialized) return;
     tf.tidy(() => {
       let h = x;
       for (const level of this.levels) {
