@@ -52,3 +52,15 @@ export function parseShard(value: string): { index: number; count: number } {
 export function printJson(obj: unknown): void {
   process.stdout.write(JSON.stringify(obj) + '\n');
 }
+
+/** Commander collector for repeatable options (--set a=1 --set b=2). */
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** Wraps a command's action: its resolved number becomes the exit code; errors reach main's handler. */
+export function run(action: (...args: any[]) => Promise<number>) {
+  return async (...args: unknown[]) => {
+    process.exitCode = await action(...args);
+  };
+}

@@ -6,7 +6,8 @@ import { loadDataset } from '../data/index.js';
 import { perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { withBackend } from './sample.js';
-import { printJson } from './common.js';
+import { printJson, parseShard } from './common.js';
+import { shardIndices, writePart, EVAL_PART_KIND } from '../shard.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface EvalFlags {
@@ -20,6 +21,8 @@ export interface EvalFlags {
   limit?: number;
   backend?: string;
   quiet?: boolean;
+  shard?: string;
+  out?: string;
 }
 
 export async function evalCommand(flags: EvalFlags): Promise<number> {
@@ -35,7 +38,10 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
     const split = flags.split === 'test' ? data.test : data.train;
     const n = flags.limit ? Math.min(flags.limit, split.n) : split.n;
     if (n === 0) throw new UserError(`${flags.split} split of ${data.name} is empty`);
-    const indices = Array.from({ length: n }, (_, i) => i);
+    const shard = flags.shard ? parseShard(flags.shard) : null;
+    if (shard && !flags.out) throw new UserError('--shard needs --out PART.json (combine the parts with flow merge)');
+    if (!shard && flags.out) throw new UserError('--out goes with --shard; use --json or --per-example for an unsharded eval');
+    const indices = shardIndices(n, shard);
     const seed = flags.seed ?? config.seed;
     const dims = data.shape.reduce((a, b) => a * b, 1);
     const nBins = 2 ** config.data.n_bits;
@@ -53,6 +59,30 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
     const { mean, stderr } = meanAndStderr(values);
     if (!Number.isFinite(mean)) process.stderr.write(`warning: non-finite ${metric} for some examples; see --per-example\n`);
 
+    if (shard) {
+      writePart(flags.out!, {
+        kind: EVAL_PART_KIND,
+        version: 1,
+        shard,
+        total: n,
+        split: flags.split,
+        metric,
+        seed,
+        run_dir: runDir,
+        checkpoint: path.resolve(checkpoint),
+        step,
+        indices,
+        values: Array.from(values),
+        log_prob: Array.from(logp),
+        ...(split.labels ? { labels: indices.map((i) => split.labels![i]!) } : {}),
+        dims,
+        n_bits: config.data.n_bits,
+        ...(data.classNames ? { class_names: data.classNames } : {}),
+      });
+      if (flags.json) printJson({ part: flags.out, shard, n: indices.length, total: n });
+      else if (!flags.quiet) process.stdout.write(`shard ${shard.index}/${shard.count}: ${indices.length} of ${n} examples -> ${flags.out}\n`);
+      return EXIT.OK;
+    }
     const perClass: Record<string, { [k: string]: number }> = {};
     if (split.labels) {
       const groups = new Map<number, number[]>();

@@ -3,7 +3,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../version.js';
 import { UserError, EXIT } from '../errors.js';
-import { parseIntOption, parseNumberOption } from './common.js';
+import { parseIntOption, parseNumberOption, collect, run } from './common.js';
 import { trainCommand } from './train.js';
 import { sampleCommand } from './sample.js';
 import { evalCommand } from './eval.js';
@@ -12,15 +12,6 @@ import { mergeCommand } from './merge.js';
 
 const verbose = process.argv.includes('--verbose');
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
-
-function run(action: (...args: any[]) => Promise<number>) {
-  return async (...args: unknown[]) => {
-    process.exitCode = await action(...args);
-  };
-}
 
 export function buildProgram(): Command {
   const program = new Command('flow')
@@ -59,6 +50,7 @@ export function buildProgram(): Command {
     .option('--out-dir <dir>', 'write one PNG per sample into this directory')
     .option('--class <k>', 'class to sample (class-conditional models)', parseIntOption('--class', 0))
     .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
+    .option('--shard <i/n>', 'draw only samples i, i+n, ... (one PNG each in --out-dir, plus a part file for flow merge)')
     .option('--json', 'print what was written as one JSON object')
     .option('--quiet', 'print nothing on success')
     .action(run((flags) => sampleCommand(flags)));
@@ -74,6 +66,8 @@ export function buildProgram(): Command {
     .option('--seed <s>', 'dequantisation-noise seed (default: the run\'s seed)', parseIntOption('--seed', 0))
     .option('--limit <n>', 'evaluate only the first n examples of the split', parseIntOption('--limit', 1))
     .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
+    .option('--shard <i/n>', 'evaluate only examples i, i+n, ... and write a part file (--out) for flow merge')
+    .option('--out <part.json>', 'with --shard: where to write the part file')
     .option('--json', 'print one JSON object (bpd, stderr, n, split, ...)')
     .option('--quiet', 'no backend line')
     .action(run((flags) => evalCommand(flags)));

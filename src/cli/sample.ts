@@ -3,12 +3,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { tf } from '../tf.js';
 import { resolveRun } from '../io/run.js';
-import { loadModel } from '../io/model-io.js';
+import { loadModel, type LoadedModel } from '../io/model-io.js';
 import { toPixels } from '../data/preprocess.js';
-import { tile, encodePng, writeEach, type ImageBatch } from '../io/png.js';
+import { tile, encodePng, type ImageBatch } from '../io/png.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { Rng } from '../rng.js';
-import { startBackend, parseNumberList, printJson } from './common.js';
+import { startBackend, parseNumberList, parseShard, printJson } from './common.js';
+import { shardIndices, writePart, SAMPLE_PART_KIND, type SamplePart } from '../shard.js';
+import { sampleFileName } from './merge.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface SampleFlags {
@@ -22,6 +24,12 @@ export interface SampleFlags {
   class?: number;
   json?: boolean;
   quiet?: boolean;
+  shard?: string;
+}
+
+/** Sample i's noise stream: depends on (seed, i) only, so shards reproduce the unsharded run. */
+export function sampleNoiseRng(seed: number, index: number): Rng {
+  return new Rng(seed).fork(index);
 }
 
 export async function sampleCommand(flags: SampleFlags): Promise<number> {
@@ -35,15 +43,17 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
       throw new UserError(meta.numClasses ? `--class ${flags.class}: expected 0..${meta.numClasses - 1}` : `--class: ${runDir} is not a class-conditional model (model.conditional: classes)`);
     }
     const [h, w, c] = meta.dataShape as [number, number, number];
+    if (flags.shard) return await sampleShard(model, meta, { runDir, checkpoint, step, temps, h, w, c }, flags);
     const perRow = temps.length > 1 ? Math.ceil(flags.n / temps.length) : flags.n;
     const rows: Uint8Array[] = [];
     for (const t of temps) {
-      // One seed for every temperature row: columns share their base noise, so a sweep shows the same samples sharpening.
-      const rng = new Rng(flags.seed);
+      // The same noise streams for every temperature row: columns share their base noise, so a sweep
+      // shows the same samples sharpening.
+      const rngs = Array.from({ length: perRow }, (_, i) => sampleNoiseRng(flags.seed, i));
       const labels = meta.numClasses
         ? tf.tensor1d(Array.from({ length: perRow }, (_, i) => flags.class ?? i % meta.numClasses!), 'int32')
         : undefined;
-      const x = model.sample(perRow, t, rng, labels);
+      const x = model.sample(perRow, t, rngs, labels);
       rows.push(toPixels(x.dataSync() as Float32Array, meta.nBits));
       x.dispose();
       labels?.dispose();
@@ -55,7 +65,13 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
     let written: string[];
     if (flags.outDir) {
       fs.mkdirSync(flags.outDir, { recursive: true });
-      written = await writeEach(flags.outDir, batch);
+      written = [];
+      const size = h * w * c;
+      for (let k = 0; k < n; k++) {
+        const file = path.join(flags.outDir, sampleFileName(k));
+        atomicWriteFile(file, await encodePng({ ...batch, n: 1, pixels: pixels.subarray(k * size, (k + 1) * size) }));
+        written.push(file);
+      }
     } else {
       const out = flags.out ?? path.join(runDir, 'samples', `sample-step${step}-seed${flags.seed}.png`);
       fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
@@ -70,6 +86,60 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
   } finally {
     model.dispose();
   }
+}
+
+interface RunInfo {
+  runDir: string;
+  checkpoint: string;
+  step: number;
+  temps: number[];
+  h: number;
+  w: number;
+  c: number;
+}
+
+/** `--shard i/n`: samples i, i+n, ... as one PNG each plus a part file for `flow merge`. */
+async function sampleShard(model: LoadedModel['model'], meta: LoadedModel['meta'], r: RunInfo, flags: SampleFlags): Promise<number> {
+  const shard = parseShard(flags.shard!);
+  if (r.temps.length !== 1) throw new UserError('--shard takes one --temperature, not a list');
+  if (!flags.outDir) throw new UserError('--shard needs --out-dir DIR: each shard writes its PNGs and a part file there');
+  const indices = shardIndices(flags.n, shard);
+  fs.mkdirSync(flags.outDir, { recursive: true });
+  const files: SamplePart['files'] = [];
+  const size = r.h * r.w * r.c;
+  for (let s = 0; s < indices.length; s += 64) {
+    const idx = indices.slice(s, s + 64);
+    const labels = meta.numClasses ? tf.tensor1d(idx.map((i) => flags.class ?? i % meta.numClasses!), 'int32') : undefined;
+    const x = model.sample(idx.length, r.temps[0]!, idx.map((i) => sampleNoiseRng(flags.seed, i)), labels);
+    const pixels = toPixels(x.dataSync() as Float32Array, meta.nBits);
+    x.dispose();
+    labels?.dispose();
+    for (let j = 0; j < idx.length; j++) {
+      const file = sampleFileName(idx[j]!);
+      const one: ImageBatch = { pixels: pixels.subarray(j * size, (j + 1) * size), n: 1, height: r.h, width: r.w, channels: r.c };
+      atomicWriteFile(path.join(flags.outDir, file), await encodePng(one));
+      files.push({ index: idx[j]!, file });
+    }
+  }
+  const part: SamplePart = {
+    kind: SAMPLE_PART_KIND,
+    version: 1,
+    shard,
+    total: flags.n,
+    seed: flags.seed,
+    temperature: r.temps[0]!,
+    checkpoint: path.resolve(r.checkpoint),
+    step: r.step,
+    files,
+    height: r.h,
+    width: r.w,
+    channels: r.c,
+  };
+  const partFile = path.join(flags.outDir, `part-${shard.index}-of-${shard.count}.json`);
+  writePart(partFile, part);
+  if (flags.json) printJson({ part: partFile, shard, n: indices.length, total: flags.n });
+  else if (!flags.quiet) process.stdout.write(`shard ${shard.index}/${shard.count}: wrote ${indices.length} of ${flags.n} samples to ${flags.outDir}; part file ${partFile}\n`);
+  return EXIT.OK;
 }
 
 /** Picks the backend (flag, else the run's config) before any tensor exists. */

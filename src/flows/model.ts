@@ -22,8 +22,8 @@ export interface FlowModel {
   encode(x: Tensor, labels?: Tensor): { zs: Tensor[]; logdet: Tensor; logpz: Tensor };
   /** The exact inverse of encode. */
   decode(zs: Tensor[], labels?: Tensor): Tensor;
-  /** n samples with every prior's std scaled by temperature; all noise comes from rng. */
-  sample(n: number, temperature: number, rng: Rng, labels?: Tensor): Tensor;
+  /** n samples with every prior's std scaled by temperature; all noise comes from rng (or rng[i] for sample i). */
+  sample(n: number, temperature: number, rng: Rng | Rng[], labels?: Tensor): Tensor;
   /** Class logits from the mean-pooled top latent (openai/glow's ycond); undefined without a classifier. */
   classLogits?(x: Tensor): Tensor | undefined;
   /** logProb and classLogits from one pass through the flow (classLogits alone re-runs it). */
@@ -90,10 +90,20 @@ function gaussianLogp(z: Tensor, mean?: Tensor, logsd?: Tensor): Tensor {
   return sumExceptBatch(tf.mul(tf.add(tf.add(scaled, tf.mul(logsd, 2)), LOG_2PI), -0.5));
 }
 
-/** mean + exp(logsd) * eps with eps ~ N(0, T^2) drawn from rng in JS (same numbers on every backend). */
-function gaussianSample(shape: number[], temperature: number, rng: Rng, mean?: Tensor, logsd?: Tensor): Tensor {
+/**
+ * mean + exp(logsd) * eps with eps ~ N(0, T^2) drawn in JS (same numbers on every backend). With one Rng
+ * per example, example i's noise depends only on its own stream, so any subset (a shard) of a sample run
+ * reproduces exactly the images the whole run draws.
+ */
+function gaussianSample(shape: number[], temperature: number, rng: Rng | Rng[], mean?: Tensor, logsd?: Tensor): Tensor {
   const size = shape.reduce((a, b) => a * b, 1);
-  const eps = tf.tensor(rng.normalArray(size, temperature), shape);
+  let values: Float32Array;
+  if (Array.isArray(rng)) {
+    const per = size / shape[0]!;
+    values = new Float32Array(size);
+    rng.forEach((r, i) => values.set(r.normalArray(per, temperature), i * per));
+  } else values = rng.normalArray(size, temperature);
+  const eps = tf.tensor(values, shape);
   if (!mean || !logsd) return eps;
   return tf.add(mean, tf.mul(tf.exp(logsd), eps));
 }
@@ -390,9 +400,10 @@ class Flow implements FlowModel {
     });
   }
 
-  sample(n: number, temperature: number, rng: Rng, labels?: Tensor): Tensor {
+  sample(n: number, temperature: number, rng: Rng | Rng[], labels?: Tensor): Tensor {
     this.checkAlive();
     if (!Number.isInteger(n) || n < 1) throw new Error(`sample count must be a positive integer, got ${n}`);
+    if (Array.isArray(rng) && rng.length !== n) throw new Error(`sample: ${rng.length} noise streams for ${n} samples`);
     return tf.tidy(() => {
       const onehot = this.oneHot(labels, n);
       const p = this.top.params(onehot);
