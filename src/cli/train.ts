@@ -53,14 +53,15 @@ export async function trainCommand(configFile: string, flags: TrainFlags): Promi
     const s = await train(cfg, { resume: flags.fresh ? 'fresh' : 'auto', logger, stopRequested: () => requested, dryRun: flags.dryRun });
     logger.close();
     if (s.stoppedBy === 'dry_run') {
-      const summary = { dry_run: true, run_dir: s.runDir, parameters: s.parameters, ...memoryEstimate(s.parameters, cfg, s.dataShape) };
+      const summary = { dry_run: true, run_dir: s.runDir, parameters: s.parameters, data_shape: s.dataShape, data_ok: !s.dataError, ...(s.dataError ? { data_error: s.dataError.message } : {}), ...memoryEstimate(s.parameters, cfg, s.dataShape) };
       if (flags.json) printJson(summary);
       else
         process.stdout.write(
-          `dry run: config and data are valid; model has ${s.parameters.toLocaleString('en')} parameters ` +
-            `(${(summary.parameter_bytes / 2 ** 20).toFixed(1)} MiB weights, ~${(summary.training_state_bytes / 2 ** 20).toFixed(1)} MiB with Adam moments and gradients); ` +
+          `dry run: ${s.dataError ? 'config is valid (data is NOT: see below)' : 'config and data are valid'}; model has ${s.parameters.toLocaleString('en')} parameters ` +
+            `(${(summary.parameter_bytes / 2 ** 20).toFixed(1)} MiB weights, ~${(summary.training_state_bytes / 2 ** 20).toFixed(1)} MiB to train with Adam moments, gradients and activations at batch ${cfg.train.batch_size}); ` +
             `would write to ${s.runDir}\n`,
         );
+      if (s.dataError) throw s.dataError;
       return EXIT.OK;
     }
     const summary = {

@@ -5,12 +5,12 @@ import path from 'node:path';
 import { tf } from '../tf.js';
 import type { Config } from '../config/schema.js';
 import { dumpConfig } from '../config/load.js';
-import { checkDatasetConsistency } from '../config/validate.js';
+import { checkConsistency, checkDatasetConsistency } from '../config/validate.js';
 import { loadDataset, type Dataset } from '../data/index.js';
 import { BatchIterator, toModelInput, toPixels } from '../data/preprocess.js';
 import { buildModel, countParameters, type FlowModel } from '../flows/model.js';
 import { saveCheckpoint, latestCheckpoint, loadCheckpoint, assertCompatible, type TensorRecord } from '../io/checkpoint.js';
-import { atomicWriteFile } from '../io/atomic.js';
+import { atomicWriteFile, toStorageError } from '../io/atomic.js';
 import { acquireRunLock } from '../io/lock.js';
 import { modelRecords, assignModel, recordsByName, type ModelMeta } from '../io/model-io.js';
 import { markLatest, runDirOf } from '../io/run.js';
@@ -19,7 +19,7 @@ import { bpdTensor, nllPerDimTensor, perExampleLogProb, bitsPerDim, meanAndStder
 import { Optimizer, learningRate } from './optimizer.js';
 import type { TrainLogger } from './logger.js';
 import { Rng } from '../rng.js';
-import { FlowFailure } from '../errors.js';
+import { FlowFailure, UserError } from '../errors.js';
 
 export interface TrainOptions {
   /** 'auto': continue from the run's last checkpoint when there is one; 'fresh': archive old checkpoints, start at step 0. */
@@ -44,6 +44,8 @@ export interface TrainSummary {
   resumedFrom: number | null;
   parameters: number;
   dataShape: number[];
+  /** --dry-run only: why the data could not be read (the model was sized from the format's known shape). */
+  dataError?: UserError | null;
 }
 
 /** Everything besides tensors that an exact resume needs. */
@@ -60,6 +62,7 @@ interface TrainState {
 
 export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSummary> {
   const log = opts.logger;
+  if (opts.dryRun) return dryRun(cfg, log);
   const data = await loadDataset(cfg.data, { seed: cfg.seed });
   checkDatasetConsistency(cfg, data);
   const dims = data.shape.reduce((a, b) => a * b, 1);
@@ -75,14 +78,14 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
   const model = buildModel(cfg.model, data.shape, { seed: cfg.seed, numClasses: meta.numClasses });
   const parameters = countParameters(model);
   log.info(`data: ${data.name} ${data.kind} [${data.shape.join('x')}], ${data.train.n} train / ${data.test.n} test; model: ${cfg.model.family} ${parameters.toLocaleString('en')} parameters`);
-  if (opts.dryRun) {
-    const summary = dryRunSummary(cfg, model, data, parameters);
-    model.dispose();
-    return summary;
-  }
 
   const runDir = runDirOf(cfg.runs_dir, cfg.name);
-  fs.mkdirSync(runDir, { recursive: true });
+  try {
+    fs.mkdirSync(runDir, { recursive: true });
+  } catch (e) {
+    model.dispose();
+    throw toStorageError(e, 'run directory', runDir);
+  }
   const lock = acquireRunLock(runDir);
   if (lock.tookOverStale) log.info(`took over a stale lock in ${runDir} (its process is gone)`);
   const params = model.variables().filter(([, v]) => v.trainable);
@@ -126,20 +129,24 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
     let lastLoss: number | null = null;
     let lastTest: number | null = null;
     let consecutiveBad = 0;
+    let rollbacks = 0;
     let windowStart = performance.now();
     let windowImages = 0;
     let totalImages = 0;
     let stoppedBy: TrainSummary['stoppedBy'] = 'max_steps';
     const metricsFile = path.join(runDir, 'metrics.ndjson');
 
-    const checkpoint = async (withSamples: boolean) => {
-      const test = evaluateTest(model, data, cfg);
+    // 'full' also measures test loss and writes a sample grid; 'fast' (on SIGINT/SIGTERM) only saves, to exit within seconds.
+    const checkpoint = async (mode: 'full' | 'fast') => {
+      const test = mode === 'full' ? evaluateTest(model, data, cfg) : null;
       lastTest = test;
       if (test !== null && (st.bestTest === null || test < st.bestTest)) st.bestTest = test;
       st.optimizerT = optimizer.t;
       st.iterator = iterator.getState();
       st.noiseRng = noiseRng.state;
       const tensors: TensorRecord[] = [...modelRecords(model), ...optimizer.records(paramNames)];
+      const bad = tensors.find((t) => !allFinite(t.data));
+      if (bad) throw new FlowFailure(`refusing to checkpoint step ${st.step}: ${bad.name} holds non-finite values; the last good checkpoint is ${lastCheckpoint ?? 'none'}`);
       const metrics: Record<string, number> = {};
       if (test !== null) metrics[`test_${lossName}`] = test;
       if (lastLoss !== null) metrics[`train_${lossName}`] = lastLoss;
@@ -148,7 +155,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
       lastCheckpointStep = st.step;
       fs.appendFileSync(metricsFile, JSON.stringify({ step: st.step, [`test_${lossName}`]: test }) + '\n');
       log.event({ event: 'checkpoint', step: st.step, path: dir, test });
-      if (withSamples && data.kind === 'image' && cfg.train.sample_grid > 0) {
+      if (mode === 'full' && data.kind === 'image' && cfg.train.sample_grid > 0) {
         await writeSampleGrid(model, cfg, meta, path.join(runDir, 'samples', `step-${String(st.step).padStart(8, '0')}.png`));
       }
     };
@@ -179,9 +186,14 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
           if (!lastCheckpoint) {
             throw new FlowFailure(`training diverged: ${consecutiveBad} non-finite steps in a row at step ${st.step} and no checkpoint to roll back to; lower train.lr (now ${cfg.train.lr}) or add train.warmup_steps`);
           }
+          if (++rollbacks > MAX_ROLLBACKS) {
+            throw new FlowFailure(`training diverged: still non-finite at step ${st.step} after ${MAX_ROLLBACKS} rollbacks (LR scale ${st.lrScale}); the last good checkpoint is ${lastCheckpoint}`);
+          }
           const lrScale = st.lrScale / 2;
+          const skipped = st.skippedSteps;
           restore(lastCheckpoint);
           st.lrScale = lrScale;
+          st.skippedSteps = skipped;
           consecutiveBad = 0;
           log.event({ event: 'rollback', to_step: st.step, lr_scale: lrScale });
         }
@@ -210,11 +222,11 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
         log.event({ event: 'eval', step: st.step, [`test_${lossName}`]: test });
         fs.appendFileSync(metricsFile, JSON.stringify({ step: st.step, [`test_${lossName}`]: test }) + '\n');
       }
-      if (st.step % cfg.train.checkpoint_every === 0) await checkpoint(true);
+      if (st.step % cfg.train.checkpoint_every === 0) await checkpoint('full');
       await yieldToEventLoop();
     }
     // Always end on a checkpoint; on a signal skip the sample grid so we exit within seconds.
-    if (st.step !== lastCheckpointStep) await checkpoint(stoppedBy !== 'SIGINT' && stoppedBy !== 'SIGTERM');
+    if (st.step !== lastCheckpointStep) await checkpoint(stoppedBy === 'SIGINT' || stoppedBy === 'SIGTERM' ? 'fast' : 'full');
     const seconds = (Date.now() - started) / 1000;
     return {
       runDir,
@@ -318,12 +330,20 @@ function trainStep(model: FlowModel, optimizer: Optimizer, batch: Batch, o: Step
   return { applied, loss: lossSeen, gradNorm };
 }
 
-/** Test hook (documented in README): FLOW_INJECT_NONFINITE=5,6,7 makes those steps' loss NaN. */
+/**
+ * Test hook (documented in README): FLOW_INJECT_NONFINITE=5,6,7 makes the loss of those steps NaN, once
+ * each, like a transient fault (after a rollback the same step numbers run clean).
+ */
+const injected = new Set<number>();
 function injectNonFinite(step: number): boolean {
   const spec = process.env.FLOW_INJECT_NONFINITE;
-  if (!spec) return false;
-  return spec.split(',').some((s) => Number(s) === step);
+  if (!spec || injected.has(step) || !spec.split(',').some((s) => Number(s) === step)) return false;
+  injected.add(step);
+  return true;
 }
+
+/** Rollbacks allowed in one invocation before we call the run diverged rather than unlucky. */
+const MAX_ROLLBACKS = 3;
 
 function initializeModel(model: FlowModel, cfg: Config, data: Dataset): void {
   // ActNorm's data-dependent init: one batch of init_batch examples, drawn from its own seeded stream.
@@ -366,13 +386,35 @@ function archiveCheckpoints(runDir: string, log: TrainLogger): void {
   log.info(`--fresh: moved the old checkpoints to ${to}`);
 }
 
-function dryRunSummary(cfg: Config, model: FlowModel, data: Dataset, parameters: number): TrainSummary {
+/**
+ * --dry-run: validate the config and the data, build the model, report its size; no run directory is touched.
+ * When the data cannot be read but its shape is known (cifar10 is always 32x32x3), the model is still sized and
+ * the data problem is returned with the summary, so CI sees both.
+ */
+async function dryRun(cfg: Config, log: TrainLogger): Promise<TrainSummary> {
+  let data: Dataset | null = null;
+  let dataError: UserError | null = null;
+  try {
+    data = await loadDataset(cfg.data, { seed: cfg.seed });
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    dataError = e;
+  }
+  const shape = data?.shape ?? knownDataShape(cfg);
+  if (!shape) throw dataError!;
+  if (data) checkDatasetConsistency(cfg, data);
+  else checkConsistency(cfg, shape);
+  const numClasses = cfg.model.conditional === 'classes' ? data?.numClasses ?? (cfg.data.source === 'cifar10' ? 10 : undefined) : undefined;
+  const model = buildModel(cfg.model, shape, { seed: cfg.seed, numClasses });
+  const parameters = countParameters(model);
+  model.dispose();
+  if (data) log.info(`data: ${data.name} ${data.kind} [${data.shape.join('x')}], ${data.train.n} train / ${data.test.n} test`);
   return {
     runDir: runDirOf(cfg.runs_dir, cfg.name),
     step: 0,
     stoppedBy: 'dry_run',
     loss: null,
-    lossName: data.kind === 'image' ? 'bpd' : 'nll',
+    lossName: shape.length === 3 ? 'bpd' : 'nll',
     testLoss: null,
     checkpoint: null,
     imgPerSec: 0,
@@ -380,8 +422,24 @@ function dryRunSummary(cfg: Config, model: FlowModel, data: Dataset, parameters:
     skippedSteps: 0,
     resumedFrom: null,
     parameters,
-    dataShape: data.shape,
+    dataShape: shape,
+    dataError,
   };
+}
+
+/** Shapes fixed by the format, for sizing a model when the files are absent. */
+function knownDataShape(cfg: Config): number[] | null {
+  const d = cfg.data;
+  if (d.source === 'cifar10') return d.image_size ? [d.image_size, d.image_size, d.channels || 3] : [32, 32, d.channels || 3];
+  if (d.source === 'embedded' || d.source === 'idx') return d.image_size ? [d.image_size, d.image_size, d.channels || 1] : [28, 28, d.channels || 1];
+  if (d.source === 'images' && d.image_size) return [d.image_size, d.image_size, d.channels || 3];
+  if (d.source === 'toy') return [2];
+  return null;
+}
+
+function allFinite(a: Float32Array | Int32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return false;
+  return true;
 }
 
 function yieldToEventLoop(): Promise<void> {
