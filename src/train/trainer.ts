@@ -289,15 +289,15 @@ interface StepOptions {
 /** The objective of one batch: bpd (images) or nats/dim (vectors), plus the optional class loss. */
 export function objective(model: FlowModel, batch: Batch, o: Pick<StepOptions, 'dims' | 'nBins' | 'lossName' | 'classLossWeight'>): tf.Scalar {
   return tf.tidy(() => {
-    const logp = model.logProb(batch.x, batch.labels);
+    const withClassLoss = o.classLossWeight > 0 && batch.labels !== undefined;
+    // One pass gives both log p(x) and the top latent's class logits (openai/glow's ycond).
+    const { logp, logits } = withClassLoss ? model.logProbAndLogits(batch.x, batch.labels) : { logp: model.logProb(batch.x, batch.labels), logits: undefined };
     let loss = o.lossName === 'bpd' ? bpdTensor(logp, o.dims, o.nBins) : nllPerDimTensor(logp, o.dims);
-    if (o.classLossWeight > 0 && batch.labels && model.classLogits) {
-      const logits = model.classLogits(batch.x);
-      if (logits) {
-        const onehot = tf.oneHot(batch.labels, logits.shape[1]!);
-        const ce = tf.mean(tf.neg(tf.sum(tf.mul(onehot, tf.logSoftmax(logits)), 1)));
-        loss = tf.add(loss, tf.mul(ce, o.classLossWeight / (o.dims * Math.LN2))) as tf.Scalar;
-      }
+    if (logits && batch.labels) {
+      const onehot = tf.oneHot(batch.labels, logits.shape[1]!);
+      const ce = tf.mean(tf.neg(tf.sum(tf.mul(onehot, tf.logSoftmax(logits)), 1)));
+      // Cross-entropy in nats per example, expressed per dimension in bits like the main objective.
+      loss = tf.add(loss, tf.mul(ce, o.classLossWeight / (o.dims * Math.LN2))) as tf.Scalar;
     }
     return loss;
   });
