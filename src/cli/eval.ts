@@ -7,6 +7,7 @@ import { perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { withBackend } from './sample.js';
 import { printJson, parseShard } from './common.js';
+import { pointsCommand } from './points.js';
 import { shardIndices, writePart, EVAL_PART_KIND } from '../shard.js';
 import { UserError, EXIT } from '../errors.js';
 
@@ -23,10 +24,12 @@ export interface EvalFlags {
   quiet?: boolean;
   shard?: string;
   out?: string;
+  points?: string;
 }
 
 export async function evalCommand(flags: EvalFlags): Promise<number> {
-  if (!flags.bpd) throw new UserError("flow eval: say what to evaluate: --bpd (bits per dimension of a split)");
+  if (flags.points) return pointsCommand({ points: flags.points, out: flags.out, run: flags.run, batchSize: flags.batchSize, backend: flags.backend, json: flags.json, quiet: flags.quiet });
+  if (!flags.bpd) throw new UserError('flow eval: say what to evaluate: --bpd (bits per dimension of a split) or --points FILE.csv');
   if (flags.split !== 'test' && flags.split !== 'train') throw new UserError(`--split ${flags.split}: expected test or train`);
   const { runDir, checkpoint } = resolveRun(flags.run);
   const { model, config, meta, step } = await withBackend(flags, () => loadModel(checkpoint));

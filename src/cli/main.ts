@@ -9,6 +9,10 @@ import { sampleCommand } from './sample.js';
 import { evalCommand } from './eval.js';
 import { doctorCommand } from './doctor.js';
 import { mergeCommand } from './merge.js';
+import { register as registerCheck } from './check.js';
+import { register as registerReconstruct } from './reconstruct.js';
+import { register as registerInterpolate } from './interpolate.js';
+import { register as registerPlot } from './plot.js';
 
 const verbose = process.argv.includes('--verbose');
 
@@ -67,7 +71,8 @@ export function buildProgram(): Command {
     .option('--limit <n>', 'evaluate only the first n examples of the split', parseIntOption('--limit', 1))
     .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
     .option('--shard <i/n>', 'evaluate only examples i, i+n, ... and write a part file (--out) for flow merge')
-    .option('--out <part.json>', 'with --shard: where to write the part file')
+    .option('--out <file>', 'with --shard: where to write the part file; with --points: the output CSV')
+    .option('--points <in.csv>', 'score every row of a CSV under a vector (2-D / tabular) model: writes its columns plus log_prob_nats to --out')
     .option('--json', 'print one JSON object (bpd, stderr, n, split, ...)')
     .option('--quiet', 'no backend line')
     .action(run((flags) => evalCommand(flags)));
@@ -87,6 +92,10 @@ export function buildProgram(): Command {
     .option('--json', 'print the merged summary as one JSON object')
     .action(run((parts: string[], flags) => mergeCommand(parts, flags)));
 
+  registerCheck(program);
+  registerReconstruct(program);
+  registerInterpolate(program);
+  registerPlot(program);
   return program;
 }
 
