@@ -39,6 +39,7 @@ export const ModelSchema = z.strictObject({
   split_prior: z.enum(['learned', 'standard']).default('learned').describe("prior of split-off latents: learned conditional Gaussian (Glow) or N(0, I)"),
   conditional: z.enum(['none', 'classes']).default('none').describe("'classes' makes the top prior depend on the label (class-conditional Glow)"),
   class_loss_weight: z.number().min(0).default(0).describe("weight of openai/glow's ycond classification loss on the top latent (0 = off)"),
+  scale_floor: z.number().min(0).max(0.5).default(0.01).describe("lower bound of Glow's affine coupling scale: scale = floor + (1 - floor) * sigmoid(h + 2); bounds how much each inverse layer can amplify float error (0 = openai/glow exactly)"),
   init_batch: int().min(1).default(256).describe("examples used for ActNorm's data-dependent initialisation"),
 });
 

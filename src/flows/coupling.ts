@@ -21,7 +21,9 @@ export type NetFactory = (inChannels: number, outChannels: number) => Net;
 /**
  * Splits the channel axis into (a, b) = (first floor(C/2), rest); a conditions b.
  * additive (NICE): y_b = x_b + t(x_a). affine (Glow): h = NN(x_a), shift = h[..., 0::2],
- * scale = sigmoid(h[..., 1::2] + 2), y_b = (x_b + shift) * scale.
+ * scale = floor + (1 - floor) * sigmoid(h[..., 1::2] + 2), y_b = (x_b + shift) * scale.
+ * The floor (0 in openai/glow) bounds the inverse's gain 1/scale: trained Glows push some scales to
+ * ~1e-5, and the inverse then multiplies float32 rounding from the layers above by 1e5.
  */
 export class HalfCoupling implements Bijector {
   readonly net: Net;
@@ -31,6 +33,7 @@ export class HalfCoupling implements Bijector {
     readonly channels: number,
     makeNet: NetFactory,
     readonly name = 'coupling',
+    readonly scaleFloor = 0,
   ) {
     if (channels < 2) throw new Error(`a coupling needs at least 2 channels to split, got ${channels}`);
     this.splitAt = Math.floor(channels / 2);
@@ -42,9 +45,11 @@ export class HalfCoupling implements Bijector {
   private params(a: Tensor): [Tensor, Tensor | null] {
     if (this.kind === 'additive') return [this.net.apply(a), null];
     const [shift, raw] = this.net.applyHeads(a, 2) as [Tensor, Tensor];
+    const z = tf.add(raw, 2);
     // log sigmoid(z) = -softplus(-z); not tf.logSigmoid, whose gradient reads a tensor that
     // tf.grad's forward tidy has already disposed when z is an intermediate.
-    return [shift, tf.neg(tf.softplus(tf.neg(tf.add(raw, 2))))];
+    if (this.scaleFloor === 0) return [shift, tf.neg(tf.softplus(tf.neg(z)))];
+    return [shift, tf.log(tf.add(this.scaleFloor, tf.mul(1 - this.scaleFloor, tf.sigmoid(z))))];
   }
 
   forward(x: Tensor): ForwardResult {
@@ -111,6 +116,7 @@ export class MaskedCoupling implements Bijector {
     readonly parity: number,
     makeNet: NetFactory,
     readonly name = 'coupling',
+    readonly scaleFloor = 0,
   ) {
     const c = shape[shape.length - 1]!;
     this.mask = couplingMask(shape, maskType, parity);

@@ -274,7 +274,7 @@ class Flow implements FlowModel {
       const [type, parity] = this.maskAt(k, shape);
       layers.push(new MaskedCoupling(o.coupling, shape, type, parity, makeNet));
     } else {
-      layers.push(new HalfCoupling(o.coupling, c, makeNet));
+      layers.push(new HalfCoupling(o.coupling, c, makeNet, 'coupling', this.cfg.scale_floor));
     }
     return new Chain(String(k), layers);
   }
