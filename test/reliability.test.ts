@@ -33,6 +33,8 @@ function waitFor(child: ReturnType<typeof flowAsync>, pattern: RegExp, timeoutMs
 }
 
 function exitOf(child: ReturnType<typeof flowAsync>): Promise<number | null> {
+  // The child may already have exited (e.g. it finished training during the delay before the kill).
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode ?? -1);
   return new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
 }
 

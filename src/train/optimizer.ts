@@ -17,8 +17,9 @@ export class Optimizer {
 
   constructor(kind: OptimizerKind, readonly params: tf.Variable[]) {
     this.kind = kind;
-    this.m = params.map((p) => tf.variable(tf.zerosLike(p), false));
-    this.v = params.map((p) => tf.variable(tf.zerosLike(p), false));
+    // Inside tidy so the zeros the variables are made from are freed (variables survive tidy).
+    this.m = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p), false)));
+    this.v = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p), false)));
   }
 
   /** One update with learning rate lr; grads[i] belongs to params[i]. */

@@ -311,10 +311,9 @@ export function lossAndGrads(model: FlowModel, params: tf.Variable[], batch: Bat
 
 function trainStep(model: FlowModel, optimizer: Optimizer, batch: Batch, o: StepOptions): { applied: boolean; loss: number; gradNorm: number } {
   const { loss, grads } = lossAndGrads(model, optimizer.params, batch, o);
-  const [lossValue, gradNorm] = tf.tidy(() => {
-    const sq = grads.map((g) => tf.sum(tf.square(g)));
-    return tf.stack([loss, tf.sqrt(tf.addN(sq))]);
-  }).dataSync() as unknown as [number, number];
+  const stats = tf.tidy(() => tf.stack([loss, tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g)))))]));
+  const [lossValue, gradNorm] = stats.dataSync() as unknown as [number, number];
+  stats.dispose();
   const lossSeen = o.inject ? NaN : lossValue;
   let applied = false;
   if (Number.isFinite(lossSeen) && Number.isFinite(gradNorm)) {
