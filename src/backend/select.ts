@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { tf } from '../tf.js';
 import { UserError } from '../errors.js';
 import './gradients.js';
+import { installWasmKernels } from './wasm-kernels.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 
@@ -67,6 +68,7 @@ async function startWasm(): Promise<SelectedBackend> {
   require('@tensorflow/tfjs-backend-wasm');
   if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend failed to initialise');
   await tf.ready();
+  installWasmKernels();
   return { name: 'wasm', device: 'CPU', notes: [] };
 }
 

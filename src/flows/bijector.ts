@@ -56,6 +56,27 @@ export function perExample(scalar: Tensor, batch: number): Tensor {
   return tf.add(tf.zeros([batch]), scalar);
 }
 
+// tf.customGrad's typings take a variadic (...args: Tensor[]) function, hence the casts.
+type CustomGradFn = Parameters<typeof tf.customGrad>[0];
+
+/**
+ * x [..., C] times a constant 0/1 matrix m [C, K] over the last axis, with the gradient wrt x only
+ * (dy · mᵀ): as a plain matMul the backward pass would also compute the unused gradient of m,
+ * transposing the whole activation to do it.
+ */
+function mixChannels(x: Tensor, m: Float32Array, c: number, k: number): Tensor {
+  const rows = x.size / c;
+  const f = tf.customGrad(((xx: Tensor) => ({
+    value: tf.reshape(matMul(tf.reshape(xx, [rows, c]), tf.tensor2d(m, [c, k])), [...xx.shape.slice(0, -1), k]),
+    gradFunc: (dy: Tensor) => {
+      const mt = new Float32Array(k * c);
+      for (let i = 0; i < c; i++) for (let j = 0; j < k; j++) mt[j * c + i] = m[i * k + j]!;
+      return tf.reshape(matMul(tf.reshape(dy, [rows, k]), tf.tensor2d(mt, [k, c])), xx.shape);
+    },
+  })) as unknown as CustomGradFn) as unknown as (x: Tensor) => Tensor;
+  return f(x);
+}
+
 /**
  * x[..., columns] as one matmul with a 0/1 matrix (exact for finite values: one product plus zeros).
  * Channel slices and concats of activations are per-row copy loops on wasm (4-5x slower than this
@@ -66,8 +87,7 @@ export function selectChannels(x: Tensor, columns: readonly number[]): Tensor {
   const k = columns.length;
   const m = new Float32Array(c * k);
   columns.forEach((col, j) => (m[col * k + j] = 1));
-  const flat = tf.reshape(x, [x.size / c, c]);
-  return tf.reshape(matMul(flat, tf.tensor2d(m, [c, k])), [...x.shape.slice(0, -1), k]);
+  return mixChannels(x, m, c, k);
 }
 
 /** Splits the last axis into [first n, rest]. */
@@ -97,11 +117,10 @@ export function concatChannels(parts: Tensor[]): Tensor {
     const m = new Float32Array(k * total);
     for (let j = 0; j < k; j++) m[j * total + offset + j] = 1;
     offset += k;
-    const placed = matMul(tf.reshape(p, [p.size / k, k]), tf.tensor2d(m, [k, total]));
+    const placed = mixChannels(p, m, k, total);
     out = out ? tf.add(out, placed) : placed;
   }
-  const first = parts[0]!;
-  return tf.reshape(out!, [...first.shape.slice(0, -1), total]);
+  return out!;
 }
 
 /** Prefixes local variable names: containers call this on their children's lists. */

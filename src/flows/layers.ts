@@ -3,7 +3,7 @@
 // except Squeeze, on [B, D] vectors too (the last axis is the channel axis).
 import { tf, type Tensor } from '../tf.js';
 import type { Rng } from '../rng.js';
-import { matMul } from '../backend/ops.js';
+import { fastGradientsActive, matMul } from '../backend/ops.js';
 import {
   type Bijector,
   type ForwardResult,
@@ -175,6 +175,12 @@ export class InvConv1x1 implements Bijector {
   /** W as a new tensor (differentiable in the trainable parameters; the caller may dispose it). */
   weight(): Tensor {
     if (!this.lu) return tf.clone(this.weightVar!);
+    if (!fastGradientsActive()) return this.luWeightByOps();
+    return this.luWeight(false);
+  }
+
+  /** W = P L U with tf ops and tfjs's own gradients (the reference for the fast path). */
+  private luWeightByOps(): Tensor {
     const c = this.channels;
     const lmask = tf.tensor2d(this.strictLowerMask, [c, c]);
     const eye = tf.eye(c);
@@ -182,6 +188,52 @@ export class InvConv1x1 implements Bijector {
     const diag = tf.mul(eye, tf.reshape(tf.mul(this.sign!, tf.exp(this.logs!)), [1, c]));
     const u = tf.add(tf.mul(this.upper!, tf.transpose(lmask)), diag);
     return matMul(matMul(this.perm!, l), u);
+  }
+
+  /**
+   * W = P L U (or Wᵀ) from the LU parameters, built in float64 JS with a hand-written gradient:
+   * C is small, and as tf ops the product and its gradient were ~40 kernel calls per step.
+   * With G = dL/dW: dL_lower = (Pᵀ G Uᵀ) on the strict lower part, dL_upper = (Lᵀ Pᵀ G) on the strict
+   * upper part, dL_logs = diag(Lᵀ Pᵀ G) * sign * exp(logs).
+   */
+  private luWeight(transposed: boolean): Tensor {
+    const c = this.channels;
+    const p = Float64Array.from(this.perm!.dataSync());
+    const sign = this.sign!.dataSync();
+    const f = tf.customGrad(((lowerT: Tensor, upperT: Tensor, logsT: Tensor) => {
+      const lv = lowerT.dataSync();
+      const uv = upperT.dataSync();
+      const logs = logsT.dataSync();
+      const l = la.identity(c);
+      const u = new Float64Array(c * c);
+      for (let i = 0; i < c; i++) {
+        for (let j = 0; j < i; j++) l[i * c + j] = lv[i * c + j]!;
+        for (let j = i + 1; j < c; j++) u[i * c + j] = uv[i * c + j]!;
+        u[i * c + i] = sign[i]! * Math.exp(logs[i]!);
+      }
+      const pl = la.matmul(p, l, c);
+      const w = la.matmul(pl, u, c);
+      return {
+        value: tf.tensor2d(toF32(transposed ? la.transpose(w, c) : w), [c, c]),
+        gradFunc: (dy: Tensor) => {
+          const d = Float64Array.from(dy.dataSync());
+          const g = transposed ? la.transpose(d, c) : d;
+          const ptg = la.matmul(la.transpose(p, c), g, c);
+          const dl = la.matmul(ptg, la.transpose(u, c), c);
+          const du = la.matmul(la.transpose(l, c), ptg, c);
+          const dLower = new Float32Array(c * c);
+          const dUpper = new Float32Array(c * c);
+          const dLogs = new Float32Array(c);
+          for (let i = 0; i < c; i++) {
+            for (let j = 0; j < i; j++) dLower[i * c + j] = dl[i * c + j]!;
+            for (let j = i + 1; j < c; j++) dUpper[i * c + j] = du[i * c + j]!;
+            dLogs[i] = du[i * c + i]! * u[i * c + i]!;
+          }
+          return [tf.tensor2d(dLower, [c, c]), tf.tensor2d(dUpper, [c, c]), tf.tensor1d(dLogs)];
+        },
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: Tensor, b: Tensor, c: Tensor) => Tensor;
+    return f(this.lower!, this.upper!, this.logs!);
   }
 
   /** log|det W| as a scalar tensor. */
@@ -225,7 +277,8 @@ export class InvConv1x1 implements Bijector {
   }
 
   forward(x: Tensor): ForwardResult {
-    return { y: this.apply(x, tf.transpose(this.weight())), logdet: this.logdet(x) };
+    const weightT = this.lu && fastGradientsActive() ? this.luWeight(true) : tf.transpose(this.weight());
+    return { y: this.apply(x, weightT), logdet: this.logdet(x) };
   }
 
   inverse(y: Tensor): InverseResult {

@@ -4,7 +4,7 @@
 // untrained coupling outputs zeros.
 import { tf, type Tensor } from '../tf.js';
 import type { Rng } from '../rng.js';
-import { conv2d, matMul } from '../backend/ops.js';
+import { type Activation, convLayer, denseLayer, matMul } from '../backend/ops.js';
 import { type NamedVariable, interleavedHeads, newVariable, prefixed } from './bijector.js';
 
 export interface Net {
@@ -42,17 +42,23 @@ function initWeights(n: number, fanIn: number, rng: Rng): Float32Array {
   return rng.uniformArray(n, -bound, bound);
 }
 
-/** Stride-1 'same' convolution with bias. */
+/** Stride-1 'same' convolution with bias, then the activation (one fused op, src/backend/ops.ts). */
 export class Conv implements Net {
   readonly kernel: tf.Variable;
   readonly bias: tf.Variable;
-  constructor(inChannels: number, outChannels: number, size: number, rng: Rng) {
+  constructor(
+    inChannels: number,
+    outChannels: number,
+    size: number,
+    rng: Rng,
+    readonly activation: Activation = 'linear',
+  ) {
     const n = size * size * inChannels * outChannels;
     this.kernel = newVariable(initWeights(n, size * size * inChannels, rng), [size, size, inChannels, outChannels]);
     this.bias = newVariable(new Float32Array(outChannels), [outChannels]);
   }
   apply(x: Tensor): Tensor {
-    return addBias(conv2d(x, this.kernel), this.bias);
+    return convLayer(x, this.kernel, this.bias, this.activation);
   }
   applyHeads(x: Tensor, heads: number): Tensor[] {
     return interleavedHeads(this.apply(x), heads);
@@ -76,7 +82,7 @@ export class ZeroConv implements Net {
     this.logscale = newVariable(new Float32Array(outChannels), [outChannels]);
   }
   apply(x: Tensor): Tensor {
-    return tf.mul(addBias(conv2d(x, this.kernel), this.bias), tf.exp(tf.mul(this.logscale, 3)));
+    return tf.mul(convLayer(x, this.kernel, this.bias), tf.exp(tf.mul(this.logscale, 3)));
   }
   applyHeads(x: Tensor, heads: number): Tensor[] {
     return interleavedHeads(this.apply(x), heads);
@@ -90,16 +96,21 @@ export class ZeroConv implements Net {
   }
 }
 
-/** Dense layer with bias on [B, in]. */
+/** Dense layer with bias on [B, in], then the activation (one fused op). */
 export class Dense implements Net {
   readonly kernel: tf.Variable;
   readonly bias: tf.Variable;
-  constructor(inputs: number, outputs: number, rng: Rng) {
+  constructor(
+    inputs: number,
+    outputs: number,
+    rng: Rng,
+    readonly activation: Activation = 'linear',
+  ) {
     this.kernel = newVariable(initWeights(inputs * outputs, inputs, rng), [inputs, outputs]);
     this.bias = newVariable(new Float32Array(outputs), [outputs]);
   }
   apply(x: Tensor): Tensor {
-    return addBias(matMul(x, this.kernel), this.bias);
+    return denseLayer(x, this.kernel, this.bias, this.activation);
   }
   applyHeads(x: Tensor, heads: number): Tensor[] {
     return interleavedHeads(this.apply(x), heads);
@@ -123,7 +134,7 @@ export class ZeroDense implements Net {
     this.logscale = newVariable(new Float32Array(outputs), [outputs]);
   }
   apply(x: Tensor): Tensor {
-    return tf.mul(addBias(matMul(x, this.kernel), this.bias), tf.exp(tf.mul(this.logscale, 3)));
+    return tf.mul(denseLayer(x, this.kernel, this.bias), tf.exp(tf.mul(this.logscale, 3)));
   }
   applyHeads(x: Tensor, heads: number): Tensor[] {
     return interleavedHeads(this.apply(x), heads);
@@ -143,12 +154,12 @@ export class ConvNet implements Net {
   readonly conv2: Conv;
   readonly out: ZeroConv;
   constructor(inChannels: number, width: number, outChannels: number, rng: Rng) {
-    this.conv1 = new Conv(inChannels, width, 3, rng);
-    this.conv2 = new Conv(width, width, 1, rng);
+    this.conv1 = new Conv(inChannels, width, 3, rng, 'relu');
+    this.conv2 = new Conv(width, width, 1, rng, 'relu');
     this.out = new ZeroConv(width, outChannels, 3);
   }
   private hidden(x: Tensor): Tensor {
-    return tf.relu(this.conv2.apply(tf.relu(this.conv1.apply(x))));
+    return this.conv2.apply(this.conv1.apply(x));
   }
   apply(x: Tensor): Tensor {
     return this.out.apply(this.hidden(x));
@@ -172,14 +183,14 @@ export class MLP implements Net {
   constructor(inputs: number, width: number, hiddenLayers: number, outputs: number, rng: Rng) {
     let n = inputs;
     for (let i = 0; i < hiddenLayers; i++) {
-      this.hidden.push(new Dense(n, width, rng));
+      this.hidden.push(new Dense(n, width, rng, 'relu'));
       n = width;
     }
     this.out = new ZeroDense(n, outputs);
   }
   private features(x: Tensor): Tensor {
     let h = x;
-    for (const layer of this.hidden) h = tf.relu(layer.apply(h));
+    for (const layer of this.hidden) h = layer.apply(h);
     return h;
   }
   apply(x: Tensor): Tensor {

@@ -56,7 +56,10 @@ export function auroc(inScores: Numbers, outScores: Numbers): number {
 export async function pngComplexityBits(pixels: Uint8Array, h: number, w: number, c: number): Promise<number> {
   if (![h, w, c].every((v) => Number.isInteger(v) && v > 0) || c > 4) throw new UserError(`pngComplexityBits: need positive integer h, w and 1..4 channels, got ${h}x${w}x${c}`);
   if (pixels.length !== h * w * c) throw new UserError(`pngComplexityBits: expected ${h}x${w}x${c} = ${h * w * c} bytes, got ${pixels.length}`);
-  const png = await sharp(Buffer.from(pixels.buffer, pixels.byteOffset, pixels.length), { raw: { width: w, height: h, channels: c as 1 | 2 | 3 | 4 } })
+  let img = sharp(Buffer.from(pixels.buffer, pixels.byteOffset, pixels.length), { raw: { width: w, height: h, channels: c as 1 | 2 | 3 | 4 } });
+  // Without this sharp writes one-channel input as an RGB PNG, tripling L(x) of grey images.
+  if (c <= 2) img = img.toColourspace('b-w');
+  const png = await img
     .png({ compressionLevel: 9, adaptiveFiltering: true, palette: false })
     .toBuffer();
   return png.length * 8;

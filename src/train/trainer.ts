@@ -17,6 +17,7 @@ import { markLatest, runDirOf } from '../io/run.js';
 import { writeGrid } from '../io/png.js';
 import { bpdTensor, nllPerDimTensor, perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
 import { Optimizer, learningRate } from './optimizer.js';
+import { ParallelGradients } from './parallel.js';
 import type { TrainLogger } from './logger.js';
 import { Rng } from '../rng.js';
 import { FlowFailure, UserError } from '../errors.js';
@@ -108,6 +109,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
   };
 
   let resumedFrom: number | null = null;
+  let parallel: ParallelGradients | null = null;
   const existing = latestCheckpoint(runDir);
   try {
     if (existing && opts.resume === 'auto') {
@@ -120,6 +122,11 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
     }
     atomicWriteFile(path.join(runDir, 'config.yaml'), dumpConfig(cfg));
     markLatest(cfg.runs_dir, cfg.name);
+    // train.workers > 1: worker threads (each its own wasm backend) compute shares of every batch.
+    if (cfg.train.workers > 1) {
+      parallel = await ParallelGradients.create(cfg, meta, cfg.train.workers);
+      log.info(`data-parallel: ${cfg.train.workers} threads`);
+    }
 
     const maxSteps = cfg.train.max_steps;
     const deadline = cfg.train.max_minutes > 0 ? Date.now() + cfg.train.max_minutes * 60_000 : Infinity;
@@ -174,7 +181,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
       const { indices } = iterator.next();
       const batch = makeBatch(data, indices, cfg, noiseRng);
       const lr = learningRate(cfg.train.lr, cfg.train.warmup_steps, st.step + 1) * st.lrScale;
-      const result = trainStep(model, optimizer, batch, { dims, nBins, lossName, lr, maxGradNorm: cfg.train.max_grad_norm, classLossWeight: cfg.model.class_loss_weight, inject: injectNonFinite(st.step + 1) });
+      const result = trainStep(model, optimizer, batch, parallel, { dims, nBins, lossName, lr, maxGradNorm: cfg.train.max_grad_norm, classLossWeight: cfg.model.class_loss_weight, inject: injectNonFinite(st.step + 1) });
       batch.x.dispose();
       batch.labels?.dispose();
       st.step += 1;
@@ -244,6 +251,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
       dataShape: data.shape,
     };
   } finally {
+    await parallel?.dispose();
     optimizer.dispose();
     model.dispose();
     lock.release();
@@ -309,8 +317,8 @@ export function lossAndGrads(model: FlowModel, params: tf.Variable[], batch: Bat
   return { loss: value, grads: params.map((p) => grads[p.name]!) };
 }
 
-function trainStep(model: FlowModel, optimizer: Optimizer, batch: Batch, o: StepOptions): { applied: boolean; loss: number; gradNorm: number } {
-  const { loss, grads } = lossAndGrads(model, optimizer.params, batch, o);
+function trainStep(model: FlowModel, optimizer: Optimizer, batch: Batch, parallel: ParallelGradients | null, o: StepOptions): { applied: boolean; loss: number; gradNorm: number } {
+  const { loss, grads } = parallel ? parallel.lossAndGrads(model, optimizer.params, batch, o) : lossAndGrads(model, optimizer.params, batch, o);
   const stats = tf.tidy(() => tf.stack([loss, tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g)))))]));
   const [lossValue, gradNorm] = stats.dataSync() as unknown as [number, number];
   stats.dispose();
