@@ -13,6 +13,7 @@ import { register as registerCheck } from './check.js';
 import { register as registerReconstruct } from './reconstruct.js';
 import { register as registerInterpolate } from './interpolate.js';
 import { register as registerPlot } from './plot.js';
+import { register as registerOod } from './ood.js';
 
 const verbose = process.argv.includes('--verbose');
 
@@ -96,6 +97,7 @@ export function buildProgram(): Command {
   registerReconstruct(program);
   registerInterpolate(program);
   registerPlot(program);
+  registerOod(program);
   return program;
 }
 
