@@ -112,7 +112,7 @@ test('flow ood bad input: one line, exit 2', async () => {
     [['--out', path.join(dir, 'missing')], /missing.*does not exist/],
     [['--out', `images:${rgb}:all`], /32x32x3 but the model takes 28x28x1.*image_size=28&channels=1/],
     [['--out', 'embedded?split=everything'], /split=everything: expected one of train, test, all/],
-    [['--out', `images:${noiseDir}:all`, '--batch-size', '100'], /batch size 100 needs at least 100/],
+    [['--out', `images:${noiseDir}:all`, '--batch-size', '100'], /--batch-size 100: the typicality test needs at least 100 .* \(have 48\)/],
     [['--out', `images:${noiseDir}:all`, '--fpr', '1.5'], /--fpr 1\.5/],
     [['--out', `images:${noiseDir}:all`, '--plot', 'hist.jpg'], /--plot hist\.jpg: expected a \.png or \.svg/],
   ];

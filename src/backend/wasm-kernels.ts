@@ -12,7 +12,7 @@
 //
 // Also registers FlowMatMulTN (Aᵀ·B without transposing A or repacking B, src/backend/wasm-simd.ts).
 import { tf } from '../tf.js';
-import { gemm, matMulTransposedA, packB, reluGrad } from './wasm-simd.js';
+import { gemm, matMulTransposedA, packB, reluGrad, simdSupported } from './wasm-simd.js';
 
 interface WasmBackendLike {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
@@ -37,6 +37,7 @@ export const PATCHES = 'FlowPatches';
 export const SUM_TAPS = 'FlowSumTaps';
 
 let restore: Array<() => void> | null = null;
+let simdInstalled = false;
 
 /** Whether the replacement kernels are in place. */
 export function wasmKernelsInstalled(): boolean {
@@ -59,6 +60,8 @@ export function installWasmKernels(): void {
     return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
   });
   replace(transpose, (args) => fastTranspose(args) ?? originalTranspose(args));
+  if (!simdSupported()) return; // no WebAssembly SIMD: the Flow* kernels stay off (ops.ts falls back)
+  simdInstalled = true;
   if (!tf.getKernel(MATMUL_TN, 'wasm')) tf.registerKernel({ kernelName: MATMUL_TN, backendName: 'wasm', kernelFunc: matMulTN });
   if (!tf.getKernel(GEMM, 'wasm')) tf.registerKernel({ kernelName: GEMM, backendName: 'wasm', kernelFunc: gemmKernel });
   if (!tf.getKernel(PATCHES, 'wasm')) tf.registerKernel({ kernelName: PATCHES, backendName: 'wasm', kernelFunc: patchesKernel });
@@ -238,7 +241,7 @@ function gemmKernel(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
 
 /** Whether the Flow* kernels (and the replacements) run on the current backend: wasm with them installed. */
 export function wasmKernelsActive(): boolean {
-  return restore !== null && tf.getBackend() === 'wasm';
+  return simdInstalled && tf.getBackend() === 'wasm';
 }
 
 /** a [R, M], b [R, N] (N % 4 == 0) -> [M, N] = aᵀ·b, plus a last row of b's column sums when attrs.withSums. */
@@ -262,6 +265,7 @@ function matMulTN(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
 export function uninstallWasmKernels(): void {
   for (const r of restore ?? []) r();
   restore = null;
+  simdInstalled = false;
 }
 
 function replace(config: tf.KernelConfig, kernelFunc: tf.KernelFunc): void {

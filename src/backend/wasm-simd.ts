@@ -255,6 +255,13 @@ type Tile = (a: number, b: number, c: number, m: number, n: number, r0: number, 
 type Elementwise = (dy: number, y: number, out: number, n: number) => void;
 
 let compiled: WebAssembly.Module | null = null;
+let supported: boolean | null = null;
+
+/** Whether this JavaScript engine runs the kernels (WebAssembly SIMD). */
+export function simdSupported(): boolean {
+  supported ??= WebAssembly.validate(moduleBytes());
+  return supported;
+}
 const instances = new WeakMap<WebAssembly.Memory, Record<string, Tile>>();
 
 /** The kernel's functions bound to a wasm memory (one instance per memory, i.e. per backend). */

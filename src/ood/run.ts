@@ -153,22 +153,33 @@ export async function runOod(o: OodRunOptions): Promise<OodRunResult> {
     return logp.map((l) => bitsPerDim(l, dims, 2 ** nBits));
   };
 
-  const score = async (ds: Dataset, spec: string, split: SplitChoice, what: string): Promise<ScoredSet> => {
-    const rows = splitRows(ds, split);
+  const inRows = splitRows(inDs, inSplit);
+  const outRows = splitRows(outDs, o.outSpec.split);
+  const inSpecText = describeSpec(o.inSpec, config.data);
+  for (const [what, spec, ds, split, rows] of [['--in', inSpecText, inDs, inSplit, inRows], ['--out', o.outSpec.spec, outDs, o.outSpec.split, outRows]] as const) {
     if (rows.n === 0) throw new UserError(`${what} ${spec}: the ${split} split of ${ds.name} is empty`);
+  }
+  // Fail before the expensive part: the typicality test needs at least one batch of M on each side.
+  const sizeOf = (n: number) => (o.limit > 0 ? Math.min(o.limit, n) : n);
+  const inTested = o.calibrateOn === 'test' ? sizeOf(inRows.n) - Math.floor(sizeOf(inRows.n) / 2) : sizeOf(inRows.n);
+  if (inTested < o.typicalityBatch || sizeOf(outRows.n) < o.typicalityBatch) {
+    throw new UserError(`--batch-size ${o.typicalityBatch}: the typicality test needs at least ${o.typicalityBatch} in-distribution examples to test (have ${inTested}) and ${o.typicalityBatch} out-of-distribution examples (have ${sizeOf(outRows.n)})`);
+  }
+
+  const score = async (rows: Split, ds: Dataset, spec: string, split: SplitChoice): Promise<ScoredSet> => {
     const order = randomRows(rng, rows.n, o.limit);
     const bpd = bpdOf(rows, order, `${ds.name} ${split}`);
     const pngBits = await pngComplexityBitsBatch(gatherPixels(rows, order, dims, nBits), order.length, h, w, c);
     return { spec, name: ds.name, split, bpd, pngBits };
   };
-  const scoredIn = await score(inDs, describeSpec(o.inSpec, config.data), inSplit, '--in');
-  const scoredOut = await score(outDs, o.outSpec.spec, o.outSpec.split, '--out');
+  const scoredIn = await score(inRows, inDs, inSpecText, inSplit);
+  const scoredOut = await score(outRows, outDs, o.outSpec.spec, o.outSpec.split);
 
   // Typicality reference statistics from the in-distribution training split.
   const trainN = inDs.train.n;
   const sameData = sameTrainingSplit(inCfg, config.data);
   const seen = sameData && config.data.limit > 0 ? Math.min(config.data.limit, trainN) : trainN;
-  if (seen === 0) throw new UserError(`--in ${describeSpec(o.inSpec, config.data)}: the training split is empty; the typicality test needs training examples for its mean NLL`);
+  if (seen === 0) throw new UserError(`--in ${inSpecText}: the training split is empty; the typicality test needs training examples for its mean NLL`);
   const seenOrder = rng.permutation(seen);
   const meanRows = seenOrder.subarray(0, Math.min(o.trainExamples, seen));
   const trainBpd = bpdOf(inDs.train, meanRows, `${inDs.name} train (training mean)`);
@@ -182,9 +193,9 @@ export async function runOod(o: OodRunOptions): Promise<OodRunResult> {
     // The in set is in random order already: its first half calibrates, the second half is tested.
     calibration = 'test-half';
     const half = Math.floor(scoredIn.bpd.length / 2);
+    if (half === 0) throw new UserError(`--calibrate-on test: the in set has ${scoredIn.bpd.length} example; it needs at least 2 to split`);
     heldOutBpd = scoredIn.bpd.slice(0, half);
     typicalIn = scoredIn.bpd.slice(half);
-    if (half === 0) throw new UserError(`--calibrate-on test: the in set has ${scoredIn.bpd.length} example(s); it needs at least 2 to split`);
   } else if (seen < trainN) {
     calibration = 'held-out-train';
     heldOutBpd = bpdOf(inDs.train, randomRows(rng, trainN - seen, o.calibrationExamples, seen), `${inDs.name} train, unseen in training (threshold calibration)`);
