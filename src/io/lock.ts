@@ -28,11 +28,19 @@ export const LOCK_FILE = '.lock';
 function isPidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+    // A killed process stays signalable as a zombie until its parent reaps it: it holds nothing.
+    return !isZombie(pid);
   } catch (e) {
     // EPERM: it exists but belongs to another user.
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** Linux: state 'Z' in /proc/<pid>/stat (field 3, after the parenthesised command name). */
+function isZombie(pid: number): boolean {
+  const stat = readText(`/proc/${pid}/stat`);
+  if (!stat) return false;
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
 }
 
 function readText(path: string): string | null {
