@@ -41,16 +41,3 @@ export async function writeGrid(file: string, batch: ImageBatch, cols?: number):
   const grid = tile(batch, cols ?? Math.ceil(Math.sqrt(batch.n)));
   atomicWriteFile(file, await encodePng(grid));
 }
-
-/** One PNG per image: <dir>/<prefix><index>.png. */
-export async function writeEach(dir: string, batch: ImageBatch, prefix = 'sample-', firstIndex = 0): Promise<string[]> {
-  const files: string[] = [];
-  const size = batch.height * batch.width * batch.channels;
-  for (let k = 0; k < batch.n; k++) {
-    const one = { ...batch, n: 1, pixels: batch.pixels.subarray(k * size, (k + 1) * size) };
-    const file = `${dir}/${prefix}${String(firstIndex + k).padStart(5, '0')}.png`;
-    atomicWriteFile(file, await encodePng(one));
-    files.push(file);
-  }
-  return files;
-}
