@@ -25,6 +25,10 @@ import { buildModel, countParameters, type FlowModel } from '../src/flows/model.
 import { lossAndGrads } from '../src/train/trainer.js';
 import { Optimizer } from '../src/train/optimizer.js';
 import { ParallelGradients, type ObjectiveOptions } from '../src/train/parallel.js';
+import { globalNorm } from '../src/backend/ops.js';
+import { resolveRun } from '../src/io/run.js';
+import { assignModel, recordsByName } from '../src/io/model-io.js';
+import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { imageBatch, bitsPerDim, meanAndStderr } from '../src/eval/bpd.js';
 import { selectBackend, type BackendChoice } from '../src/backend/select.js';
 import { KernelProfiler } from '../src/backend/profile.js';
@@ -39,6 +43,9 @@ interface Options {
   seconds: number;
   backends?: string;
   workers?: number;
+  load?: string;
+  refLr?: number;
+  lr?: number;
   mainWeight?: number;
   ref: boolean;
   refScript: string;
@@ -59,7 +66,7 @@ export interface BackendResult {
   workers: number;
   parameters: number;
   /** cores: CPU seconds (all threads) per wall-clock second while training; ~2 means both cores were ours. */
-  train: { seconds: number; steps: number; images: number; imgPerSec: number; lastLoss: number | null; cores: number };
+  train: { lr: number; seconds: number; steps: number; images: number; imgPerSec: number; lastLoss: number | null; cores: number };
   eval: { examples: number; seconds: number; imgPerSec: number; testBpd: number };
   sample: { n: number; seconds: number; imgPerSec: number; finite: boolean };
   tensors: { start: { count: number; bytes: number }; end: { count: number; bytes: number } };
@@ -69,6 +76,8 @@ export interface BackendResult {
 }
 
 interface RefResult {
+  /** Adam learning rate the reference trained with (its default, 1e-3, unless --ref-lr). */
+  lr: number;
   trainImgPerSec: number;
   steps: number;
   lastTrainBpd: number;
@@ -113,12 +122,8 @@ type GradFn = (model: FlowModel, params: tf.Variable[], batch: Batch, o: Objecti
 /** One optimiser step; returns the loss. Same work as trainer.ts's trainStep (norm check included). */
 function trainStep(model: FlowModel, optimizer: Optimizer, batch: Batch, o: ObjectiveOptions, lr: number, grad: GradFn): number {
   const { loss, grads } = grad(model, optimizer.params, batch, o);
-  const stats = tf.tidy(() => {
-    const sq = grads.map((g) => tf.sum(tf.square(g)));
-    return tf.stack([loss, tf.sqrt(tf.addN(sq))]);
-  });
-  const [lossValue, gradNorm] = stats.dataSync() as unknown as [number, number];
-  stats.dispose();
+  const lossValue = loss.dataSync()[0]!;
+  const gradNorm = globalNorm(grads);
   if (Number.isFinite(lossValue) && Number.isFinite(gradNorm)) optimizer.apply(grads, lr);
   tf.dispose([loss, ...grads]);
   return lossValue;
@@ -135,6 +140,7 @@ interface Setup {
 
 async function setUp(opts: Options): Promise<Setup> {
   const cfg = loadConfig(path.resolve(opts.config));
+  if (opts.lr !== undefined) cfg.train.lr = opts.lr;
   const data = await loadDataset(cfg.data, { seed: cfg.seed });
   if (data.kind !== 'image') throw new Error(`bench: ${opts.config} must describe image data`);
   const meta: ModelMeta = { dataShape: data.shape, dataKind: data.kind, nBits: cfg.data.n_bits };
@@ -224,7 +230,7 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
     backend,
     workers,
     parameters: countParameters(model),
-    train: { seconds: trainSeconds, steps, images, imgPerSec: images / trainSeconds, lastLoss, cores },
+    train: { lr: cfg.train.lr, seconds: trainSeconds, steps, images, imgPerSec: images / trainSeconds, lastLoss, cores },
     eval: { examples: n, seconds: evalSeconds, imgPerSec: n / evalSeconds, testBpd },
     sample: { n: opts.samples, seconds: sampleSeconds, imgPerSec: opts.samples / sampleSeconds, finite },
     tensors: { start, end },
@@ -243,6 +249,12 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
 async function profile(backend: string, steps: number, opts: Options): Promise<void> {
   await selectBackend(backend as BackendChoice);
   const { cfg, data, model, optimizer, o } = await setUp(opts);
+  if (opts.load) {
+    // A trained model's weights (same config): its activations, unlike a fresh model's, can hold denormals.
+    const { checkpoint } = resolveRun(opts.load);
+    assignModel(model, recordsByName(loadCheckpoint(checkpoint)), checkpoint);
+    console.log(`profile: weights from ${checkpoint}`);
+  }
   const iterator = new BatchIterator(data.train.n, cfg.train.batch_size, cfg.seed);
   const noiseRng = new Rng(cfg.seed + 1);
   const prof = new KernelProfiler();
@@ -299,6 +311,33 @@ async function profile(backend: string, steps: number, opts: Options): Promise<v
   for (const st of table.slice(0, 40)) {
     console.log(`${st.phase.padEnd(10)} ${st.kernel.slice(0, 56).padEnd(56)} ${(st.calls / steps).toFixed(0).padStart(6)} ${(st.ms / steps).toFixed(2).padStart(9)} ${((100 * st.ms) / steps / total).toFixed(1).padStart(5)}%`);
   }
+
+  // Inference: one eval batch (logProb) and one sampling batch, each timed twice after a warm-up call.
+  const evalX = tf.tensor(imageBatch(data.test, data.shape, Array.from({ length: opts.evalBatch }, (_, i) => i), cfg.data.n_bits, cfg.seed, true), [opts.evalBatch, ...data.shape]);
+  const rngs = (k: number) => Array.from({ length: k }, (_, i) => new Rng(cfg.seed + 4 + i));
+  const jobs: Array<[string, number, () => tf.Tensor]> = [
+    ['eval', opts.evalBatch, () => model.logProb(evalX)],
+    ['sample', opts.sampleBatch, () => model.sample(opts.sampleBatch, cfg.sample.temperature, rngs(opts.sampleBatch))],
+  ];
+  for (const [phase, n, run] of jobs) {
+    run().dispose();
+    const p = new KernelProfiler();
+    p.clock = 'cpu';
+    p.detailed = prof.detailed;
+    p.phase = phase;
+    p.start();
+    const c0 = cpu();
+    for (let i = 0; i < 2; i++) run().dispose();
+    const ms = (cpu() - c0) / 2;
+    p.stop();
+    const rows = p.table();
+    const kms = rows.reduce((a, s) => a + s.ms, 0) / 2;
+    console.log(`\nprofile: ${phase}, batch ${n}: CPU ${ms.toFixed(1)} ms per batch (${((1000 * n) / ms).toFixed(0)} img/s on one thread); kernels ${kms.toFixed(1)} ms (JS overhead ${(ms - kms).toFixed(1)} ms)`);
+    for (const st of rows.slice(0, 25)) {
+      console.log(`${st.phase.padEnd(10)} ${st.kernel.slice(0, 56).padEnd(56)} ${(st.calls / 2).toFixed(0).padStart(6)} ${(st.ms / 2).toFixed(2).padStart(9)} ${((100 * st.ms) / 2 / ms).toFixed(1).padStart(5)}%`);
+    }
+  }
+  evalX.dispose();
   optimizer.dispose();
   model.dispose();
 }
@@ -323,6 +362,7 @@ function runChild(backend: string, opts: Options): BackendResult {
     '--eval-batch', String(opts.evalBatch), '--samples', String(opts.samples), '--sample-batch', String(opts.sampleBatch)];
   if (opts.workers !== undefined) args.push('--workers', String(opts.workers));
   if (opts.mainWeight !== undefined) args.push('--main-weight', String(opts.mainWeight));
+  if (opts.lr !== undefined) args.push('--lr', String(opts.lr));
   process.stderr.write(`bench: ${backend}: training for ${opts.seconds} s, then eval and sampling...\n`);
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`bench: the ${backend} run failed (exit ${r.status})`);
@@ -330,12 +370,16 @@ function runChild(backend: string, opts: Options): BackendResult {
   return JSON.parse(line) as BackendResult;
 }
 
+/** ref_glow.py's own default learning rate (its --lr). */
+const REF_DEFAULT_LR = 1e-3;
+
 function runRef(opts: Options, dataPath: string): RefResult {
   const model = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flow-bench-')), 'ref.pt');
   process.stderr.write(`bench: reference (PyTorch, ${opts.refThreads} threads): training for ${opts.seconds} s...\n`);
   // /usr/bin/time reports the CPU seconds the reference got (the run includes start-up and the final eval).
   const timed = fs.existsSync('/usr/bin/time');
   const refArgs = [opts.refScript, '--data', dataPath, '--seconds', String(opts.seconds), '--threads', String(opts.refThreads), '--save', model];
+  if (opts.refLr !== undefined) refArgs.push('--lr', String(opts.refLr));
   const train = timed
     ? spawnSync('/usr/bin/time', ['-f', 'TIME %e %U %S', opts.python, ...refArgs], { encoding: 'utf8', maxBuffer: 1 << 24 })
     : spawnSync(opts.python, refArgs, { encoding: 'utf8', maxBuffer: 1 << 24 });
@@ -360,6 +404,7 @@ function runRef(opts: Options, dataPath: string): RefResult {
     sampleImgPerSecFlushDenormal = j.sample_img_per_s_flush_denormal ?? null;
   } else process.stderr.write(`bench: scripts/bench-ref.py failed: ${speed.stderr.trim().split('\n').pop()}\n`);
   return {
+    lr: opts.refLr ?? REF_DEFAULT_LR,
     trainImgPerSec: Number(fields.train_img_per_s),
     steps: Number(fields.steps),
     lastTrainBpd: Number(fields.last_train_bpd),
@@ -378,15 +423,15 @@ function fmt(v: number | null | undefined, digits = 1): string {
 }
 
 function table(results: BackendResult[], ref: RefResult | null, seconds: number): string {
-  const rows: string[][] = [['', 'threads', 'cores', 'steps', 'train img/s', 'sample img/s', 'eval img/s', `test bpd @${seconds}s`, 'tensors start->end', 'MB start->end', 'peak RSS MB']];
+  const rows: string[][] = [['', 'threads', 'cores', 'lr', 'steps', 'train img/s', 'sample img/s', 'eval img/s', `test bpd @${seconds}s`, 'tensors start->end', 'MB start->end', 'peak RSS MB']];
   for (const r of results) {
-    rows.push([r.backend, String(r.workers), fmt(r.train.cores, 2), String(r.train.steps), fmt(r.train.imgPerSec), fmt(r.sample.imgPerSec), fmt(r.eval.imgPerSec), fmt(r.eval.testBpd, 3),
+    rows.push([r.backend, String(r.workers), fmt(r.train.cores, 2), String(r.train.lr), String(r.train.steps), fmt(r.train.imgPerSec), fmt(r.sample.imgPerSec), fmt(r.eval.imgPerSec), fmt(r.eval.testBpd, 3),
       `${r.tensors.start.count}->${r.tensors.end.count}`, `${fmt(r.tensors.start.bytes / 2 ** 20)}->${fmt(r.tensors.end.bytes / 2 ** 20)}`, fmt(r.peakRssMB, 0)]);
   }
   if (ref) {
-    rows.push([`pytorch ref`, String(ref.threads), fmt(ref.cores, 2), String(ref.steps), fmt(ref.trainImgPerSec), fmt(ref.sampleImgPerSec), fmt(ref.evalImgPerSec), fmt(ref.testBpd, 3), '', '', '']);
+    rows.push([`pytorch ref`, String(ref.threads), fmt(ref.cores, 2), String(ref.lr), String(ref.steps), fmt(ref.trainImgPerSec), fmt(ref.sampleImgPerSec), fmt(ref.evalImgPerSec), fmt(ref.testBpd, 3), '', '', '']);
     for (const r of results) {
-      rows.push([`${r.backend} / ref`, '', '', '', `${fmt(r.train.imgPerSec / ref.trainImgPerSec, 2)}x`, ref.sampleImgPerSec ? `${fmt(r.sample.imgPerSec / ref.sampleImgPerSec, 2)}x` : '-',
+      rows.push([`${r.backend} / ref`, '', '', '', '', `${fmt(r.train.imgPerSec / ref.trainImgPerSec, 2)}x`, ref.sampleImgPerSec ? `${fmt(r.sample.imgPerSec / ref.sampleImgPerSec, 2)}x` : '-',
         ref.evalImgPerSec ? `${fmt(r.eval.imgPerSec / ref.evalImgPerSec, 2)}x` : '-', `${r.eval.testBpd - ref.testBpd >= 0 ? '+' : ''}${fmt(r.eval.testBpd - ref.testBpd, 3)}`, '', '', '']);
     }
   }
@@ -414,6 +459,8 @@ async function main(): Promise<void> {
     .option('--ref', 'also run ref_glow.py with the same budget and print ratios', false)
     .option('--ref-script <file>', 'the PyTorch reference', '/work/shared/bench/ref_glow.py')
     .option('--python <exe>', 'python with torch', '/usr/bin/python3')
+    .option('--lr <lr>', "our Adam learning rate (default: the config's train.lr)", (v) => Number(v))
+    .option('--ref-lr <lr>', "the reference's Adam learning rate (default: its own, 1e-3)", (v) => Number(v))
     .option('--ref-threads <n>', 'torch threads for the reference', (v) => Number(v), 2)
     .option('--eval-examples <n>', 'test images for test bpd (the first N)', (v) => Number(v), 2000)
     .option('--eval-batch <n>', 'eval batch size (ref_glow.py: 250)', (v) => Number(v), 250)
@@ -421,10 +468,11 @@ async function main(): Promise<void> {
     .option('--sample-batch <n>', 'sampling batch size', (v) => Number(v), 250)
     .option('--json <file>', 'also write the results as JSON to this file')
     .option('--profile <steps>', 'print a per-kernel profile of this many single-thread training steps on the first backend and exit', (v) => Number(v))
+    .option('--load <run>', 'with --profile: load the weights of this run (or checkpoint) directory first')
     .option('--child <backend>', '(internal) run one backend and print its JSON');
   program.parse();
   const opts = program.opts<Options>();
-  for (const [flag, v] of Object.entries({ seconds: opts.seconds, 'eval-examples': opts.evalExamples, samples: opts.samples })) {
+  for (const [flag, v] of Object.entries({ seconds: opts.seconds, 'eval-examples': opts.evalExamples, samples: opts.samples, lr: opts.lr ?? 1, 'ref-lr': opts.refLr ?? 1 })) {
     if (!Number.isFinite(v) || v <= 0) throw new Error(`bench: --${flag} must be a positive number`);
   }
   if (opts.child) {

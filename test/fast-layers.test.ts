@@ -8,12 +8,15 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { tf, type Tensor } from '../src/tf.js';
 import { Rng } from '../src/rng.js';
-import { adamStep, convLayer, denseLayer, gemm, matMulTN, setFastGradients, setFilterGradMethod, type Activation, type FilterGradMethod } from '../src/backend/ops.js';
+import { adamStep, fusedCouplingAvailable, convLayer, denseLayer, gemm, matMulTN, setFastGradients, setFilterGradMethod, type Activation, type FilterGradMethod } from '../src/backend/ops.js';
 import { collapsePermutation, installWasmKernels, wasmKernelsInstalled } from '../src/backend/wasm-kernels.js';
 import { buildModel } from '../src/flows/model.js';
 import { parseConfigText } from '../src/config/load.js';
 import { lossAndGrads } from '../src/train/trainer.js';
 import { Optimizer } from '../src/train/optimizer.js';
+import { HalfCoupling } from '../src/flows/coupling.js';
+import { interleavedHeads } from '../src/flows/bijector.js';
+import type { Net } from '../src/flows/nets.js';
 
 before(async () => {
   await tf.setBackend('wasm');
@@ -284,7 +287,18 @@ test('SIMD kernels: A·B + bias (ReLU), B plain or transposed, for every remaind
   }
 });
 
-test('adamStep reproduces the Optimizer (Adam and Adamax) bit for bit on wasm and cpu', async () => {
+/** Adam/Adamax as plain tf ops, the textbook order of operations (the reference for the fused kernel). */
+function referenceAdam(p: Tensor, m: Tensor, v: Tensor, g: Tensor, lr: number, t: number, adamax: boolean): Tensor[] {
+  return tf.tidy(() => {
+    const m2 = tf.add(tf.mul(m, 0.9), tf.mul(g, 1 - 0.9));
+    const mHat = tf.div(m2, 1 - Math.pow(0.9, t));
+    const v2 = adamax ? tf.maximum(tf.mul(v, 0.999), tf.abs(g)) : tf.add(tf.mul(v, 0.999), tf.mul(tf.square(g), 1 - 0.999));
+    const denom = adamax ? tf.add(v2, 1e-8) : tf.add(tf.sqrt(tf.div(v2, 1 - Math.pow(0.999, t))), 1e-8);
+    return [tf.sub(p, tf.mul(tf.div(mHat, denom), lr)), m2, v2];
+  });
+}
+
+test('the Optimizer (fused adamStep on wasm) equals Adam and Adamax written as tf ops, bit for bit, on wasm and cpu', async () => {
   const rng = new Rng(27);
   for (const backend of ['wasm', 'cpu']) {
     await tf.setBackend(backend);
@@ -293,7 +307,7 @@ test('adamStep reproduces the Optimizer (Adam and Adamax) bit for bit on wasm an
       const init = shapes.map((sh) => rng.normalArray(size(sh)));
       const params = shapes.map((sh, i) => tf.variable(tf.tensor(init[i]!, sh)));
       const optimizer = new Optimizer(kind, params);
-      const mine = shapes.map((sh, i) => [tf.tensor(init[i]!, sh), tf.zeros(sh), tf.zeros(sh)]);
+      let reference = shapes.map((sh, i) => [tf.tensor(init[i]!, sh), tf.zeros(sh), tf.zeros(sh)]);
       for (let t = 1; t <= 4; t++) {
         const grads = shapes.map((sh) => {
           const g = rng.normalArray(size(sh), t === 2 ? 1e-6 : 3);
@@ -302,22 +316,79 @@ test('adamStep reproduces the Optimizer (Adam and Adamax) bit for bit on wasm an
         });
         const lr = 1e-3 * t;
         optimizer.apply(grads, lr);
-        mine.forEach((state, i) => {
-          const next = adamStep(state[0]!, state[1]!, state[2]!, grads[i]!, { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, t, adamax: kind === 'adamax' });
+        reference = reference.map((state, i) => {
+          const next = referenceAdam(state[0]!, state[1]!, state[2]!, grads[i]!, lr, t, kind === 'adamax');
           tf.dispose(state);
-          mine[i] = next;
+          return next;
         });
-        tf.dispose(grads);
+        // adamStep on its own, from the same state, agrees too.
+        const one = adamStep(reference[0]![0]!, reference[0]![1]!, reference[0]![2]!, grads[0]!, { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, t, adamax: kind === 'adamax' });
+        const two = referenceAdam(reference[0]![0]!, reference[0]![1]!, reference[0]![2]!, grads[0]!, lr, t, kind === 'adamax');
+        one.forEach((x, j) => assert.deepEqual(Array.from(x.dataSync()), Array.from(two[j]!.dataSync()), `adamStep ${kind} on ${backend}, output ${j}`));
+        tf.dispose([...one, ...two, ...grads]);
       }
       const records = optimizer.records(shapes.map((_, i) => `p${i}`));
       shapes.forEach((_, i) => {
-        assert.deepEqual(Array.from(mine[i]![0]!.dataSync()), Array.from(params[i]!.dataSync()), `${kind} on ${backend}: parameter ${i}`);
-        assert.deepEqual(Array.from(mine[i]![1]!.dataSync()), Array.from(records[i]!.data), `${kind} on ${backend}: first moment ${i}`);
-        assert.deepEqual(Array.from(mine[i]![2]!.dataSync()), Array.from(records[shapes.length + i]!.data), `${kind} on ${backend}: second moment ${i}`);
+        assert.deepEqual(Array.from(params[i]!.dataSync()), Array.from(reference[i]![0]!.dataSync()), `${kind} on ${backend}: parameter ${i}`);
+        assert.deepEqual(Array.from(records[i]!.data), Array.from(reference[i]![1]!.dataSync()), `${kind} on ${backend}: first moment ${i}`);
+        assert.deepEqual(Array.from(records[shapes.length + i]!.data), Array.from(reference[i]![2]!.dataSync()), `${kind} on ${backend}: second moment ${i}`);
       });
       optimizer.dispose();
-      tf.dispose([...params, ...mine.flat()]);
+      tf.dispose([...params, ...reference.flat()]);
     }
   }
+  await tf.setBackend('cpu');
+});
+
+test('fused affine coupling (eval and sampling on wasm) equals the tf-op coupling: forward, inverse, log-determinants', async () => {
+  await tf.setBackend('wasm');
+  assert.ok(fusedCouplingAvailable(), 'the fused coupling runs on wasm outside a gradient tape');
+  let insideTape = true;
+  tf.grad((v: Tensor) => ((insideTape = fusedCouplingAvailable()), tf.sum(v)))(tf.ones([2])).dispose();
+  assert.equal(insideTape, false, 'the fused coupling is off while a gradient is recorded');
+  const rng = new Rng(41);
+  // A net with random weights and a wide output range: some scales near 0 (raw << -2), some near 1.
+  let weightScale = 3;
+  const randomNet = (inC: number, outC: number): Net => {
+    const w = tf.tensor2d(rng.normalArray(inC * outC, weightScale), [inC, outC]);
+    const apply = (x: Tensor) => tf.reshape(tf.matMul(tf.reshape(x, [-1, inC]) as tf.Tensor2D, w), [...x.shape.slice(0, -1), outC]);
+    return { apply, applyHeads: (x, heads) => interleavedHeads(apply(x), heads), variables: () => [] };
+  };
+  for (const floor of [0, 0.05]) {
+    for (const shape of [[3, 5, 4, 4], [2, 3, 3, 5], [1, 2, 2, 2], [4, 3]]) {
+      const c = shape[shape.length - 1]!;
+      const coupling = new HalfCoupling('affine', c, randomNet, 'c', floor);
+      const x = tf.tensor(rng.normalArray(size(shape)), shape);
+      const what = `floor ${floor}, [${shape}]`;
+      const run = () => {
+        const f = coupling.forward(x);
+        const i = coupling.inverse(x);
+        return [f.y, f.logdet, i.x, i.logdet];
+      };
+      const fused = run();
+      setFastGradients('off'); // the plain tf-op coupling
+      const plain = run();
+      setFastGradients('auto');
+      ['forward y', 'forward logdet', 'inverse x', 'inverse logdet'].forEach((name, k) =>
+        assertClose(fused[k]!.dataSync(), plain[k]!.dataSync(), `${what}: ${name}`, 1e-5));
+      const back = coupling.inverse(fused[0]!);
+      assertClose(back.x.dataSync(), x.dataSync(), `${what}: inverse(forward(x))`, 1e-4);
+      // Under a gradient tape the fused kernel (which has no gradient) must stay out of the way.
+      const g = tf.grad((v: Tensor) => tf.sum(coupling.forward(v).y))(x);
+      assert.ok(Array.from(g.dataSync()).every(Number.isFinite), `${what}: gradient through the coupling`);
+      tf.dispose([x, g, back.x, back.logdet, ...fused, ...plain]);
+    }
+  }
+  // Raw scales down to about -1000: the scale underflows to 0, the log-determinant must stay finite.
+  weightScale = 400;
+  const coupling = new HalfCoupling('affine', 4, randomNet, 'c', 0);
+  const x = tf.tensor(rng.normalArray(2 * 3 * 3 * 4), [2, 3, 3, 4]);
+  const fused = coupling.forward(x).logdet;
+  setFastGradients('off');
+  const plain = coupling.forward(x).logdet;
+  setFastGradients('auto');
+  assert.ok(Array.from(fused.dataSync()).every(Number.isFinite), `extreme scales: finite log-determinants, got ${fused.dataSync()}`);
+  assertClose(fused.dataSync(), plain.dataSync(), 'extreme scales: forward logdet', 1e-5);
+  tf.dispose([x, fused, plain]);
   await tf.setBackend('cpu');
 });

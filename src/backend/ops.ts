@@ -17,7 +17,7 @@
 // `scripts/bench --profile N` prints where a training step's time goes.
 import { tf, type Tensor } from '../tf.js';
 import './gradients.js';
-import { installWasmKernels, wasmKernelsActive, MATMUL_TN, GEMM, PATCHES, SUM_TAPS, RELU_GRAD, ADAM } from './wasm-kernels.js';
+import { installWasmKernels, wasmKernelsActive, MATMUL_TN, GEMM, PATCHES, SUM_TAPS, RELU_GRAD, ADAM, AFFINE_COUPLING } from './wasm-kernels.js';
 
 export type FastGradMode = 'auto' | 'on' | 'off';
 let fastGradMode: FastGradMode = 'auto';
@@ -484,7 +484,7 @@ function convFewOutputs(x: Tensor, filter: Tensor, bias: Tensor, activation: Act
 }
 
 function useConvFewOutputs(kh: number, kw: number, ci: number, co: number): boolean {
-  return wasmKernelsActive() && co <= 4 && kh * kw * co <= ci && kh % 2 === 1 && kw % 2 === 1;
+  return wasmKernelsActive() && co <= 8 && kh * kw * co <= ci && kh % 2 === 1 && kw % 2 === 1;
 }
 
 function makeConvLayer(activation: Activation) {
@@ -535,6 +535,30 @@ export function convLayer(x: Tensor, filter: Tensor, bias: Tensor, activation: A
   return convLayers[activation](x, filter, bias);
 }
 
+/** Whether the engine is recording a gradient tape (inside tf.grad / variableGrads). */
+function recordingGradients(): boolean {
+  return (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+}
+
+/**
+ * Whether affineCouplingFused can run: on wasm (with its SIMD kernels) and while no gradient is being
+ * recorded (the fused kernel has none), i.e. in eval and sampling.
+ */
+export function fusedCouplingAvailable(): boolean {
+  return fastGradientsActive() && wasmKernelsActive() && !recordingGradients();
+}
+
+/**
+ * Glow's affine coupling in one fused wasm kernel (see fusedCouplingAvailable): x [B, ..., C], h the
+ * coupling network's output with interleaved (shift, raw scale) heads for the C - splitAt transformed
+ * channels. Returns y (x on the inverse) and the per-example log-determinant [B].
+ */
+export function affineCouplingFused(x: Tensor, h: Tensor, splitAt: number, floor: number, inverse: boolean): { y: Tensor; logdet: Tensor } {
+  if (!fusedCouplingAvailable()) throw new Error('affineCouplingFused: needs the wasm kernels and no gradient tape');
+  const [y, logdet] = tf.engine().runKernel(AFFINE_COUPLING, { x, h }, { splitAt, floor, inverse }) as unknown as [Tensor, Tensor];
+  return { y: y!, logdet: logdet! };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Optimizer step
 
@@ -573,4 +597,24 @@ export function adamStep(param: Tensor, m: Tensor, v: Tensor, g: Tensor, o: Adam
     }
     return [tf.sub(param, tf.mul(step, o.lr)), m2, v2] as [Tensor, Tensor, Tensor];
   });
+}
+
+/**
+ * The global L2 norm of a list of tensors. On wasm and cpu it is accumulated in float64 JS: one read per
+ * tensor instead of a square, a sum and an addN kernel per tensor (a few hundred engine calls per training
+ * step). On a GPU backend one reduction on the device beats ~200 device-to-host reads.
+ */
+export function globalNorm(tensors: Tensor[]): number {
+  if (tf.getBackend() === 'tensorflow' || tf.getBackend() === 'webgl') {
+    const n = tf.tidy(() => tf.sqrt(tf.addN(tensors.map((t) => tf.sum(tf.square(t))))));
+    const value = n.dataSync()[0]!;
+    n.dispose();
+    return value;
+  }
+  let s = 0;
+  for (const t of tensors) {
+    const v = t.dataSync();
+    for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
+  }
+  return Math.sqrt(s);
 }

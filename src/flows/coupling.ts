@@ -10,8 +10,10 @@ import {
   prefixed,
   concatChannels,
   splitChannels,
+  selectChannels,
   sumExceptBatch,
 } from './bijector.js';
+import { affineCouplingFused, fusedCouplingAvailable } from '../backend/ops.js';
 import type { Net } from './nets.js';
 
 export type CouplingKind = 'affine' | 'additive';
@@ -52,7 +54,16 @@ export class HalfCoupling implements Bijector {
     return [shift, tf.log(tf.add(this.scaleFloor, tf.mul(1 - this.scaleFloor, tf.sigmoid(z))))];
   }
 
+  /** Affine couplings in eval and sampling: one fused kernel instead of ~12 (null when it does not apply). */
+  private fused(x: Tensor, inverse: boolean): { y: Tensor; logdet: Tensor } | null {
+    if (this.kind !== 'affine' || !fusedCouplingAvailable()) return null;
+    const a = selectChannels(x, Array.from({ length: this.splitAt }, (_, i) => i));
+    return affineCouplingFused(x, this.net.apply(a), this.splitAt, this.scaleFloor, inverse);
+  }
+
   forward(x: Tensor): ForwardResult {
+    const fused = this.fused(x, false);
+    if (fused) return { y: fused.y, logdet: fused.logdet };
     const [a, b] = splitChannels(x, this.splitAt);
     const [shift, logScale] = this.params(a);
     if (!logScale) return { y: concatChannels([a, tf.add(b, shift)]), logdet: tf.zeros([x.shape[0]!]) };
@@ -61,6 +72,8 @@ export class HalfCoupling implements Bijector {
   }
 
   inverse(y: Tensor): InverseResult {
+    const fused = this.fused(y, true);
+    if (fused) return { x: fused.y, logdet: fused.logdet };
     const [a, yb] = splitChannels(y, this.splitAt);
     const [shift, logScale] = this.params(a);
     if (!logScale) return { x: concatChannels([a, tf.sub(yb, shift)]), logdet: tf.zeros([y.shape[0]!]) };

@@ -2,6 +2,7 @@
 // checkpoint stores and restores exactly, and the step count is ours to resume.
 import { tf } from '../tf.js';
 import type { TensorRecord } from '../io/checkpoint.js';
+import { adamStep } from '../backend/ops.js';
 
 export type OptimizerKind = 'adam' | 'adamax';
 
@@ -25,28 +26,15 @@ export class Optimizer {
   /** One update with learning rate lr; grads[i] belongs to params[i]. */
   apply(grads: tf.Tensor[], lr: number): void {
     this.t += 1;
-    const { beta1: b1, beta2: b2, eps, t } = this;
-    tf.tidy(() => {
-      for (let i = 0; i < this.params.length; i++) {
-        const g = grads[i]!;
-        const m = tf.add(tf.mul(this.m[i]!, b1), tf.mul(g, 1 - b1));
-        this.m[i]!.assign(m);
-        const mHat = tf.div(m, 1 - Math.pow(b1, t));
-        let step: tf.Tensor;
-        if (this.kind === 'adam') {
-          const v = tf.add(tf.mul(this.v[i]!, b2), tf.mul(tf.square(g), 1 - b2));
-          this.v[i]!.assign(v);
-          const vHat = tf.div(v, 1 - Math.pow(b2, t));
-          step = tf.div(mHat, tf.add(tf.sqrt(vHat), eps));
-        } else {
-          // Adamax: infinity-norm second moment, no bias correction needed for it.
-          const u = tf.maximum(tf.mul(this.v[i]!, b2), tf.abs(g));
-          this.v[i]!.assign(u);
-          step = tf.div(mHat, tf.add(u, eps));
-        }
-        this.params[i]!.assign(tf.sub(this.params[i]!, tf.mul(step, lr)));
-      }
-    });
+    const o = { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, t: this.t, adamax: this.kind === 'adamax' };
+    for (let i = 0; i < this.params.length; i++) {
+      // adamStep is one fused kernel on wasm (the tf-op update elsewhere), bit for bit the same.
+      const [p, m, v] = adamStep(this.params[i]!, this.m[i]!, this.v[i]!, grads[i]!, o);
+      this.params[i]!.assign(p);
+      this.m[i]!.assign(m);
+      this.v[i]!.assign(v);
+      tf.dispose([p, m, v]);
+    }
   }
 
   /** Moments as checkpoint records, named after the parameter names given. */

@@ -18,6 +18,7 @@ import { writeGrid } from '../io/png.js';
 import { bpdTensor, nllPerDimTensor, perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
 import { Optimizer, learningRate } from './optimizer.js';
 import { ParallelGradients } from './parallel.js';
+import { globalNorm } from '../backend/ops.js';
 import type { TrainLogger } from './logger.js';
 import { Rng } from '../rng.js';
 import { FlowFailure, UserError } from '../errors.js';
@@ -319,9 +320,8 @@ export function lossAndGrads(model: FlowModel, params: tf.Variable[], batch: Bat
 
 function trainStep(model: FlowModel, optimizer: Optimizer, batch: Batch, parallel: ParallelGradients | null, o: StepOptions): { applied: boolean; loss: number; gradNorm: number } {
   const { loss, grads } = parallel ? parallel.lossAndGrads(model, optimizer.params, batch, o) : lossAndGrads(model, optimizer.params, batch, o);
-  const stats = tf.tidy(() => tf.stack([loss, tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g)))))]));
-  const [lossValue, gradNorm] = stats.dataSync() as unknown as [number, number];
-  stats.dispose();
+  const lossValue = loss.dataSync()[0]!;
+  const gradNorm = globalNorm(grads);
   const lossSeen = o.inject ? NaN : lossValue;
   let applied = false;
   if (Number.isFinite(lossSeen) && Number.isFinite(gradNorm)) {
