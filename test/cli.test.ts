@@ -138,4 +138,15 @@ test('sharded eval and sample merge to exactly the unsharded results', () => {
   const parts2 = [0, 1, 2].map((i) => path.join(shardDir, `part-${i}-of-3.json`));
   assert.equal(flow(['merge', ...parts2, '--out', mergedGrid], dir).code, 0);
   assert.deepEqual(fs.readFileSync(mergedGrid), fs.readFileSync(grid), 'merged sample grid equals the unsharded one');
+
+  // --threads 2: a worker thread takes a share of every batch; results are per example, so unchanged.
+  const threaded = JSON.parse(flow(['eval', '--bpd', '--json', '--quiet', '--threads', '2', '--per-example', path.join(dir, 'threads.csv')], dir).stdout);
+  assert.equal(threaded.bpd, whole.bpd, 'eval --threads 2: same mean, bitwise');
+  assert.equal(fs.readFileSync(path.join(dir, 'threads.csv'), 'utf8'), fs.readFileSync(path.join(dir, 'whole.csv'), 'utf8'), 'eval --threads 2: same per-example values');
+  const threadedGrid = path.join(dir, 'threads.png');
+  assert.equal(flow(['sample', '--n', '10', '--seed', '5', '--out', threadedGrid, '--quiet', '--threads', '2'], dir).code, 0);
+  assert.deepEqual(fs.readFileSync(threadedGrid), fs.readFileSync(grid), 'sample --threads 2 equals the one-thread grid');
+  const bad = flow(['eval', '--bpd', '--threads', '0'], dir);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--threads/);
 });

@@ -1,6 +1,10 @@
 // Pieces every command shares: backend start-up, option parsing, output.
 import { selectBackend } from '../backend/select.js';
 import { UserError } from '../errors.js';
+import { tf } from '../tf.js';
+import { ParallelGradients } from '../train/parallel.js';
+import type { Config } from '../config/schema.js';
+import type { ModelMeta } from '../io/model-io.js';
 
 export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 
@@ -63,4 +67,17 @@ export function run(action: (...args: any[]) => Promise<number>) {
   return async (...args: unknown[]) => {
     process.exitCode = await action(...args);
   };
+}
+
+/**
+ * `--threads N` of eval and sample: N - 1 worker threads, each with its own tfjs backend and a copy of the
+ * model, take shares of every batch (the wasm backend is single-threaded). null for one thread.
+ */
+export async function inferenceThreads(threads: number | undefined, config: Config, meta: ModelMeta): Promise<ParallelGradients | null> {
+  if (!threads || threads <= 1) return null;
+  const backend = tf.getBackend();
+  if (backend !== 'wasm' && backend !== 'cpu') {
+    throw new UserError(`--threads ${threads}: extra threads run the wasm or cpu backend, not ${backend} (which uses its own threads); drop --threads`);
+  }
+  return ParallelGradients.create(config, meta, threads);
 }

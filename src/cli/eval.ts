@@ -6,7 +6,7 @@ import { loadDataset } from '../data/index.js';
 import { perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { withBackend } from './sample.js';
-import { printJson, parseShard } from './common.js';
+import { printJson, parseShard, inferenceThreads } from './common.js';
 import { pointsCommand } from './points.js';
 import { shardIndices, writePart, EVAL_PART_KIND } from '../shard.js';
 import { UserError, EXIT } from '../errors.js';
@@ -25,6 +25,7 @@ export interface EvalFlags {
   shard?: string;
   out?: string;
   points?: string;
+  threads?: number;
 }
 
 export async function evalCommand(flags: EvalFlags): Promise<number> {
@@ -33,7 +34,9 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
   if (flags.split !== 'test' && flags.split !== 'train') throw new UserError(`--split ${flags.split}: expected test or train`);
   const { runDir, checkpoint } = resolveRun(flags.run);
   const { model, config, meta, step } = await withBackend(flags, () => loadModel(checkpoint));
+  let parallel: Awaited<ReturnType<typeof inferenceThreads>> = null;
   try {
+    parallel = await inferenceThreads(flags.threads, config, meta);
     const data = await loadDataset(config.data, { seed: config.seed });
     if (data.shape.join('x') !== meta.dataShape.join('x')) {
       throw new UserError(`${runDir}: the data now has shape [${data.shape}] but the model was trained on [${meta.dataShape}]`);
@@ -55,6 +58,7 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
       batchSize: flags.batchSize,
       indices,
       dequantize: config.data.dequantize === 'uniform',
+      logProb: parallel ? (x, labels) => parallel!.logProb(model, x, labels) : undefined,
     });
     const seconds = (performance.now() - started) / 1000;
     const metric = data.kind === 'image' ? 'bpd' : 'nll';
@@ -126,6 +130,7 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
     }
     return EXIT.OK;
   } finally {
+    await parallel?.dispose();
     model.dispose();
   }
 }

@@ -56,6 +56,7 @@ export function buildProgram(): Command {
     .option('--class <k>', 'class to sample (class-conditional models)', parseIntOption('--class', 0))
     .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
     .option('--shard <i/n>', 'draw only samples i, i+n, ... (one PNG each in --out-dir, plus a part file for flow merge)')
+    .option('--threads <n>', 'threads sharing every batch (wasm/cpu backends; each holds a copy of the model)', parseIntOption('--threads', 1), 1)
     .option('--json', 'print what was written as one JSON object')
     .option('--quiet', 'print nothing on success')
     .action(run((flags) => sampleCommand(flags)));
@@ -72,6 +73,7 @@ export function buildProgram(): Command {
     .option('--limit <n>', 'evaluate only the first n examples of the split', parseIntOption('--limit', 1))
     .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
     .option('--shard <i/n>', 'evaluate only examples i, i+n, ... and write a part file (--out) for flow merge')
+    .option('--threads <n>', 'threads sharing every batch (wasm/cpu backends; each holds a copy of the model)', parseIntOption('--threads', 1), 1)
     .option('--out <file>', 'with --shard: where to write the part file; with --points: the output CSV')
     .option('--points <in.csv>', 'score every row of a CSV under a vector (2-D / tabular) model: writes its columns plus log_prob_nats to --out')
     .option('--json', 'print one JSON object (bpd, stderr, n, split, ...)')

@@ -8,7 +8,7 @@ import { toPixels } from '../data/preprocess.js';
 import { tile, encodePng, type ImageBatch } from '../io/png.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { Rng } from '../rng.js';
-import { startBackend, parseNumberList, parseShard, printJson } from './common.js';
+import { startBackend, parseNumberList, parseShard, printJson, inferenceThreads } from './common.js';
 import { shardIndices, writePart, SAMPLE_PART_KIND, type SamplePart } from '../shard.js';
 import { sampleFileName } from './merge.js';
 import { UserError, EXIT } from '../errors.js';
@@ -25,6 +25,7 @@ export interface SampleFlags {
   json?: boolean;
   quiet?: boolean;
   shard?: string;
+  threads?: number;
 }
 
 /** Sample i's noise stream: depends on (seed, i) only, so shards reproduce the unsharded run. */
@@ -36,6 +37,7 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
   if (flags.out && flags.outDir) throw new UserError('--out and --out-dir are exclusive: one grid PNG or one PNG per sample');
   const { runDir, checkpoint } = resolveRun(flags.run);
   const { model, config, meta, step } = await withBackend(flags, () => loadModel(checkpoint));
+  let parallel: Awaited<ReturnType<typeof inferenceThreads>> = null;
   try {
     if (meta.dataKind !== 'image') throw new UserError(`${runDir}: 'flow sample' draws images; this run models ${meta.dataShape[0]}-d vectors (use 'flow plot density')`);
     const temps = flags.temperature !== undefined ? parseNumberList('--temperature', flags.temperature) : [config.sample.temperature];
@@ -43,7 +45,11 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
       throw new UserError(meta.numClasses ? `--class ${flags.class}: expected 0..${meta.numClasses - 1}` : `--class: ${runDir} is not a class-conditional model (model.conditional: classes)`);
     }
     const [h, w, c] = meta.dataShape as [number, number, number];
-    if (flags.shard) return await sampleShard(model, meta, { runDir, checkpoint, step, temps, h, w, c }, flags);
+    parallel = await inferenceThreads(flags.threads, config, meta);
+    const par = parallel;
+    // Sample i depends on its own noise stream only, so the threads split a batch without changing it.
+    const draw: Draw = (k, t, rngs, labels) => (par ? par.sample(model, k, t, rngs, labels) : model.sample(k, t, rngs, labels));
+    if (flags.shard) return await sampleShard(meta, { runDir, checkpoint, step, temps, h, w, c }, flags, draw);
     const perRow = temps.length > 1 ? Math.ceil(flags.n / temps.length) : flags.n;
     const rows: Uint8Array[] = [];
     for (const t of temps) {
@@ -53,7 +59,7 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
       const labels = meta.numClasses
         ? tf.tensor1d(Array.from({ length: perRow }, (_, i) => flags.class ?? i % meta.numClasses!), 'int32')
         : undefined;
-      const x = model.sample(perRow, t, rngs, labels);
+      const x = draw(perRow, t, rngs, labels);
       rows.push(toPixels(x.dataSync() as Float32Array, meta.nBits));
       x.dispose();
       labels?.dispose();
@@ -84,9 +90,12 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
     else if (!flags.quiet) process.stdout.write(`wrote ${n} samples (T=${temps.join(',')}, seed ${flags.seed}) from step ${step} to ${written.length === 1 ? written[0] : `${flags.outDir} (${written.length} files)`}\n`);
     return EXIT.OK;
   } finally {
+    await parallel?.dispose();
     model.dispose();
   }
 }
+
+type Draw = (n: number, temperature: number, rngs: Rng[], labels?: tf.Tensor1D) => tf.Tensor;
 
 interface RunInfo {
   runDir: string;
@@ -99,7 +108,7 @@ interface RunInfo {
 }
 
 /** `--shard i/n`: samples i, i+n, ... as one PNG each plus a part file for `flow merge`. */
-async function sampleShard(model: LoadedModel['model'], meta: LoadedModel['meta'], r: RunInfo, flags: SampleFlags): Promise<number> {
+async function sampleShard(meta: LoadedModel['meta'], r: RunInfo, flags: SampleFlags, draw: Draw): Promise<number> {
   const shard = parseShard(flags.shard!);
   if (r.temps.length !== 1) throw new UserError('--shard takes one --temperature, not a list');
   if (!flags.outDir) throw new UserError('--shard needs --out-dir DIR: each shard writes its PNGs and a part file there');
@@ -110,7 +119,7 @@ async function sampleShard(model: LoadedModel['model'], meta: LoadedModel['meta'
   for (let s = 0; s < indices.length; s += 64) {
     const idx = indices.slice(s, s + 64);
     const labels = meta.numClasses ? tf.tensor1d(idx.map((i) => flags.class ?? i % meta.numClasses!), 'int32') : undefined;
-    const x = model.sample(idx.length, r.temps[0]!, idx.map((i) => sampleNoiseRng(flags.seed, i)), labels);
+    const x = draw(idx.length, r.temps[0]!, idx.map((i) => sampleNoiseRng(flags.seed, i)), labels);
     const pixels = toPixels(x.dataSync() as Float32Array, meta.nBits);
     x.dispose();
     labels?.dispose();

@@ -2,7 +2,7 @@
 //   bpd = (-log p(x̃) + D·ln(bins)) / (D·ln 2),  x̃ = x/bins - 0.5 + U(0, 1/bins).
 // Dequantisation noise is drawn per example from (seed, example index), so any subset or
 // shard of a split sees exactly the noise the whole split would.
-import { tf } from '../tf.js';
+import { tf, type Tensor } from '../tf.js';
 import type { FlowModel } from '../flows/model.js';
 import type { Split } from '../data/index.js';
 import { toModelInput } from '../data/preprocess.js';
@@ -36,6 +36,8 @@ export interface EvalOptions {
   indices?: Int32Array | number[];
   dequantize?: boolean;
   onBatch?: (done: number, total: number) => void;
+  /** model.logProb by other means (e.g. shared across threads: ParallelGradients.logProb); same values. */
+  logProb?: (x: Tensor, labels?: tf.Tensor1D) => Tensor;
 }
 
 /** Model input for the listed examples of an image split, with per-example seeded noise. */
@@ -67,7 +69,7 @@ export function perExampleLogProb(model: FlowModel, split: Split, shape: number[
     const logp = tf.tidy(() => {
       const xt = tf.tensor(x, [idx.length, ...shape]);
       const labels = split.labels && model.numClasses ? tf.tensor1d(idx.map((i) => split.labels![i]!), 'int32') : undefined;
-      return model.logProb(xt, labels);
+      return opts.logProb ? opts.logProb(xt, labels) : model.logProb(xt, labels);
     });
     const values = logp.dataSync();
     logp.dispose();
