@@ -26,6 +26,7 @@ import { lossAndGrads } from '../src/train/trainer.js';
 import { Optimizer } from '../src/train/optimizer.js';
 import { ParallelGradients, type ObjectiveOptions } from '../src/train/parallel.js';
 import { globalNorm } from '../src/backend/ops.js';
+import { WeightAverage } from '../src/train/average.js';
 import { resolveRun } from '../src/io/run.js';
 import { assignModel, recordsByName } from '../src/io/model-io.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
@@ -67,7 +68,8 @@ export interface BackendResult {
   parameters: number;
   /** cores: CPU seconds (all threads) per wall-clock second while training; ~2 means both cores were ours. */
   train: { lr: number; seconds: number; steps: number; images: number; imgPerSec: number; lastLoss: number | null; cores: number };
-  eval: { examples: number; seconds: number; imgPerSec: number; testBpd: number };
+  /** testBpd with the averaged weights when averageDecay > 0 (testBpdRaw: the last step's weights). */
+  eval: { examples: number; seconds: number; imgPerSec: number; testBpd: number; testBpdRaw: number; averageDecay: number };
   sample: { n: number; seconds: number; imgPerSec: number; finite: boolean };
   tensors: { start: { count: number; bytes: number }; end: { count: number; bytes: number } };
   peakRssMB: number;
@@ -168,6 +170,8 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
   const grad: GradFn = parallel ? (m, p, b, oo) => parallel.lossAndGrads(m, p, b, oo) : lossAndGrads;
   const iterator = new BatchIterator(data.train.n, cfg.train.batch_size, cfg.seed);
   const noiseRng = new Rng(cfg.seed + 1);
+  // train.average_decay: eval and sampling below use the averaged weights, as flow train/eval do.
+  const average = cfg.train.average_decay > 0 ? new WeightAverage(cfg.train.average_decay, optimizer.params) : null;
   const start = tensorStats();
   let steps = 0;
   let images = 0;
@@ -178,7 +182,9 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
   while (performance.now() < deadline) {
     const { indices } = iterator.next();
     const batch = makeBatch(data, indices, cfg, noiseRng);
+    const t = optimizer.t;
     lastLoss = trainStep(model, optimizer, batch, o, cfg.train.lr, grad);
+    if (average && optimizer.t > t) average.update(optimizer.t);
     batch.x.dispose();
     steps++;
     images += indices.length;
@@ -189,49 +195,60 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
   const cores = (cpu.user + cpu.system) / 1e6 / trainSeconds;
   const end = tensorStats();
 
-  // Test bpd on the first evalExamples test images, per-example seeded dequantisation noise (as
+  // Eval and sampling, with the averaged weights when train.average_decay is on (as flow eval/sample).
+  // Test bpd: the first evalExamples test images, per-example seeded dequantisation noise (as
   // src/eval/bpd.ts), on every thread.
+  const testBpdOf = (): number => {
+    const logp = new Float64Array(n);
+    for (let start = 0; start < n; start += opts.evalBatch) {
+      const idx = Array.from({ length: Math.min(opts.evalBatch, n - start) }, (_, i) => start + i);
+      const x = tf.tensor(imageBatch(data.test, data.shape, idx, cfg.data.n_bits, cfg.seed, true), [idx.length, ...data.shape]);
+      const lp = parallel ? parallel.logProb(model, x) : model.logProb(x);
+      logp.set(lp.dataSync() as Float32Array, start);
+      tf.dispose([x, lp]);
+    }
+    return meanAndStderr(logp.map((l) => bitsPerDim(l, o.dims, o.nBins))).mean;
+  };
   const n = Math.min(opts.evalExamples, data.test.n);
-  // One untimed batch of each first, as the reference gets (shape-specific set-up on both sides).
-  {
-    const idx = Array.from({ length: Math.min(opts.evalBatch, n) }, (_, i) => i);
-    const x = tf.tensor(imageBatch(data.test, data.shape, idx, cfg.data.n_bits, cfg.seed, true), [idx.length, ...data.shape]);
-    tf.dispose([x, parallel ? parallel.logProb(model, x) : model.logProb(x)]);
-    const k = Math.min(opts.sampleBatch, opts.samples);
-    const rngs = Array.from({ length: k }, (_, i) => new Rng(i));
-    tf.dispose(parallel ? parallel.sample(model, k, cfg.sample.temperature, rngs) : model.sample(k, cfg.sample.temperature, rngs));
-  }
-  const e0 = performance.now();
-  const logp = new Float64Array(n);
-  for (let start = 0; start < n; start += opts.evalBatch) {
-    const idx = Array.from({ length: Math.min(opts.evalBatch, n - start) }, (_, i) => start + i);
-    const x = tf.tensor(imageBatch(data.test, data.shape, idx, cfg.data.n_bits, cfg.seed, true), [idx.length, ...data.shape]);
-    const lp = parallel ? parallel.logProb(model, x) : model.logProb(x);
-    logp.set(lp.dataSync() as Float32Array, start);
-    tf.dispose([x, lp]);
-  }
-  const evalSeconds = (performance.now() - e0) / 1000;
-  const testBpd = meanAndStderr(logp.map((l) => bitsPerDim(l, o.dims, o.nBins))).mean;
+  const inference = async () => {
+    // One untimed batch of each first, as the reference gets (shape-specific set-up on both sides).
+    {
+      const idx = Array.from({ length: Math.min(opts.evalBatch, n) }, (_, i) => i);
+      const x = tf.tensor(imageBatch(data.test, data.shape, idx, cfg.data.n_bits, cfg.seed, true), [idx.length, ...data.shape]);
+      tf.dispose([x, parallel ? parallel.logProb(model, x) : model.logProb(x)]);
+      const k = Math.min(opts.sampleBatch, opts.samples);
+      const rngs = Array.from({ length: k }, (_, i) => new Rng(i));
+      tf.dispose(parallel ? parallel.sample(model, k, cfg.sample.temperature, rngs) : model.sample(k, cfg.sample.temperature, rngs));
+    }
+    const e0 = performance.now();
+    const testBpd = testBpdOf();
+    const evalSeconds = (performance.now() - e0) / 1000;
 
-  // Sampling with one noise stream per sample (so the threads can share a batch).
-  const s0 = performance.now();
-  let finite = true;
-  for (let done = 0; done < opts.samples; ) {
-    const k = Math.min(opts.sampleBatch, opts.samples - done);
-    const rngs = Array.from({ length: k }, (_, i) => new Rng(cfg.seed + 4 + done + i));
-    const x = parallel ? parallel.sample(model, k, cfg.sample.temperature, rngs) : model.sample(k, cfg.sample.temperature, rngs);
-    finite &&= (x.dataSync() as Float32Array).every(Number.isFinite);
-    x.dispose();
-    done += k;
-  }
-  const sampleSeconds = (performance.now() - s0) / 1000;
+    // Sampling with one noise stream per sample (so the threads can share a batch).
+    const s0 = performance.now();
+    let finite = true;
+    for (let done = 0; done < opts.samples; ) {
+      const k = Math.min(opts.sampleBatch, opts.samples - done);
+      const rngs = Array.from({ length: k }, (_, i) => new Rng(cfg.seed + 4 + done + i));
+      const x = parallel ? parallel.sample(model, k, cfg.sample.temperature, rngs) : model.sample(k, cfg.sample.temperature, rngs);
+      finite &&= (x.dataSync() as Float32Array).every(Number.isFinite);
+      x.dispose();
+      done += k;
+    }
+    const sampleSeconds = (performance.now() - s0) / 1000;
+    return { evalSeconds, testBpd, sampleSeconds, finite };
+  };
+  const { evalSeconds, testBpd, sampleSeconds, finite } = average ? await average.withAveraged(inference) : await inference();
+  // The raw (last-step) weights' test bpd too, untimed, to show what averaging changed.
+  const testBpdRaw = average ? testBpdOf() : testBpd;
+  average?.dispose();
   await parallel?.dispose();
   const result: BackendResult = {
     backend,
     workers,
     parameters: countParameters(model),
     train: { lr: cfg.train.lr, seconds: trainSeconds, steps, images, imgPerSec: images / trainSeconds, lastLoss, cores },
-    eval: { examples: n, seconds: evalSeconds, imgPerSec: n / evalSeconds, testBpd },
+    eval: { examples: n, seconds: evalSeconds, imgPerSec: n / evalSeconds, testBpd, testBpdRaw, averageDecay: cfg.train.average_decay },
     sample: { n: opts.samples, seconds: sampleSeconds, imgPerSec: opts.samples / sampleSeconds, finite },
     tensors: { start, end },
     peakRssMB: process.resourceUsage().maxRSS / 1024,
@@ -425,7 +442,7 @@ function fmt(v: number | null | undefined, digits = 1): string {
 function table(results: BackendResult[], ref: RefResult | null, seconds: number): string {
   const rows: string[][] = [['', 'threads', 'cores', 'lr', 'steps', 'train img/s', 'sample img/s', 'eval img/s', `test bpd @${seconds}s`, 'tensors start->end', 'MB start->end', 'peak RSS MB']];
   for (const r of results) {
-    rows.push([r.backend, String(r.workers), fmt(r.train.cores, 2), String(r.train.lr), String(r.train.steps), fmt(r.train.imgPerSec), fmt(r.sample.imgPerSec), fmt(r.eval.imgPerSec), fmt(r.eval.testBpd, 3),
+    rows.push([r.backend, String(r.workers), fmt(r.train.cores, 2), String(r.train.lr), String(r.train.steps), fmt(r.train.imgPerSec), fmt(r.sample.imgPerSec), fmt(r.eval.imgPerSec), r.eval.averageDecay > 0 ? `${fmt(r.eval.testBpd, 3)} (avg; raw ${fmt(r.eval.testBpdRaw, 3)})` : fmt(r.eval.testBpd, 3),
       `${r.tensors.start.count}->${r.tensors.end.count}`, `${fmt(r.tensors.start.bytes / 2 ** 20)}->${fmt(r.tensors.end.bytes / 2 ** 20)}`, fmt(r.peakRssMB, 0)]);
   }
   if (ref) {
@@ -464,7 +481,7 @@ async function main(): Promise<void> {
     .option('--ref-threads <n>', 'torch threads for the reference', (v) => Number(v), 2)
     .option('--eval-examples <n>', 'test images for test bpd (the first N)', (v) => Number(v), 2000)
     .option('--eval-batch <n>', 'eval batch size (ref_glow.py: 250)', (v) => Number(v), 250)
-    .option('--samples <n>', 'images to sample for sampling img/s', (v) => Number(v), 500)
+    .option('--samples <n>', 'images to sample for sampling img/s', (v) => Number(v), 2000)
     .option('--sample-batch <n>', 'sampling batch size', (v) => Number(v), 250)
     .option('--json <file>', 'also write the results as JSON to this file')
     .option('--profile <steps>', 'print a per-kernel profile of this many single-thread training steps on the first backend and exit', (v) => Number(v))

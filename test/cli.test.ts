@@ -150,3 +150,26 @@ test('sharded eval and sample merge to exactly the unsharded results', () => {
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--threads/);
 });
+
+test('Polyak averaging: the run scores and samples with the averaged weights, and so do flow eval and sample', () => {
+  const dir = tempDir();
+  const cfg = writeYaml(dir, 'avg.yaml', TINY_CONFIG.replace('max_steps: 40', 'max_steps: 20').replace('lr: 0.003', 'lr: 0.003\n  average_decay: 0.95'));
+  const tr = flow(['train', cfg, '--json', '--quiet'], dir);
+  assert.equal(tr.code, 0, tr.stderr);
+  const summary = JSON.parse(tr.stdout.trim().split('\n').pop()!);
+  const avg = JSON.parse(flow(['eval', '--bpd', '--json', '--quiet'], dir).stdout);
+  assert.equal(avg.weights, 'average');
+  // The same 128 test examples, seed and noise as the trainer's test bpd: equal to the bit.
+  assert.equal(avg.bpd, summary.test_bpd, 'flow eval reproduces the run\'s (averaged) test bpd');
+  const raw = JSON.parse(flow(['eval', '--bpd', '--json', '--quiet', '--weights', 'raw'], dir).stdout);
+  assert.equal(raw.weights, 'raw');
+  assert.notEqual(raw.bpd, avg.bpd, 'the raw weights score differently');
+  const a = path.join(dir, 'a.png');
+  const r = path.join(dir, 'r.png');
+  assert.equal(flow(['sample', '--n', '4', '--out', a, '--quiet'], dir).code, 0);
+  assert.equal(flow(['sample', '--n', '4', '--out', r, '--quiet', '--weights', 'raw'], dir).code, 0);
+  assert.notDeepEqual(fs.readFileSync(a), fs.readFileSync(r), 'samples differ between averaged and raw weights');
+  const bad = flow(['eval', '--bpd', '--weights', 'best'], dir);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--weights best: expected average or raw/);
+});

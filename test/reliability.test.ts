@@ -7,7 +7,8 @@ import path from 'node:path';
 import { flow, flowAsync, tempDir, writeYaml, TINY_CONFIG } from './helpers.js';
 import { latestCheckpoint, loadCheckpoint } from '../src/io/checkpoint.js';
 
-const RESUME_CONFIG = TINY_CONFIG.replace('max_steps: 40', 'max_steps: 60').replace('checkpoint_every: 20', 'checkpoint_every: 5').replace('sample_grid: 16', 'sample_grid: 0');
+// With Polyak averaging on, so the averages' resume is checked too.
+const RESUME_CONFIG = TINY_CONFIG.replace('max_steps: 40', 'max_steps: 60').replace('checkpoint_every: 20', 'checkpoint_every: 5').replace('sample_grid: 16', 'sample_grid: 0').replace('lr: 0.003', 'lr: 0.003\n  average_decay: 0.9');
 
 function finalWeights(runDir: string): Map<string, Float32Array | Int32Array> {
   const ck = latestCheckpoint(runDir);
@@ -67,6 +68,7 @@ test('killed with SIGKILL at random moments and resumed, training ends with the 
   const a = finalWeights(path.join(dir, 'runs', 'straight'));
   const b = finalWeights(path.join(dir, 'runs', 'killed'));
   assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
+  assert.ok([...a.keys()].some((k) => k.startsWith('average.')), 'the checkpoint holds the weight averages');
   let maxDiff = 0;
   for (const [name, va] of a) {
     const vb = b.get(name)!;

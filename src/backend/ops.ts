@@ -17,7 +17,7 @@
 // `scripts/bench --profile N` prints where a training step's time goes.
 import { tf, type Tensor } from '../tf.js';
 import './gradients.js';
-import { installWasmKernels, wasmKernelsActive, MATMUL_TN, GEMM, PATCHES, SUM_TAPS, RELU_GRAD, ADAM, AFFINE_COUPLING } from './wasm-kernels.js';
+import { installWasmKernels, wasmKernelsActive, MATMUL_TN, GEMM, PATCHES, SUM_TAPS, RELU_GRAD, ADAM, AFFINE_COUPLING, LERP } from './wasm-kernels.js';
 
 export type FastGradMode = 'auto' | 'on' | 'off';
 let fastGradMode: FastGradMode = 'auto';
@@ -597,6 +597,13 @@ export function adamStep(param: Tensor, m: Tensor, v: Tensor, g: Tensor, o: Adam
     }
     return [tf.sub(param, tf.mul(step, o.lr)), m2, v2] as [Tensor, Tensor, Tensor];
   });
+}
+
+/** a * w + b * (1 - w) (float32 a and b of one shape): one kernel on wasm, the same values as these tf ops elsewhere. */
+export function lerp(a: Tensor, b: Tensor, w: number): Tensor {
+  fastGradientsActive(); // installs the wasm kernels when on wasm
+  if (wasmKernelsActive() && a.dtype === 'float32' && b.dtype === 'float32') return tf.engine().runKernel(LERP, { a, b }, { w }) as Tensor;
+  return tf.tidy(() => tf.add(tf.mul(a, w), tf.mul(b, 1 - w)));
 }
 
 /**

@@ -29,6 +29,8 @@ export const MATMUL_TN = 'FlowMatMulTN';
 export const GEMM = 'FlowGemm';
 /** Name of the kernel doing one Adam/Adamax update of a parameter and its moments (see adamStep in ops.ts). */
 export const ADAM = 'FlowAdam';
+/** Name of the kernel a * w + b * (1 - w) (a moving average's update, see lerp in ops.ts). */
+export const LERP = 'FlowLerp';
 /** Name of the kernel computing a ReLU's gradient from its output: dy where y > 0. */
 export const RELU_GRAD = 'FlowReluGrad';
 /** Name of the kernel gathering a stride-1 'same' conv's patches (im2col). */
@@ -71,7 +73,8 @@ export function installWasmKernels(): void {
   if (!tf.getKernel(RELU_GRAD, 'wasm')) tf.registerKernel({ kernelName: RELU_GRAD, backendName: 'wasm', kernelFunc: reluGradKernel });
   if (!tf.getKernel(ADAM, 'wasm')) tf.registerKernel({ kernelName: ADAM, backendName: 'wasm', kernelFunc: adamKernel });
   if (!tf.getKernel(AFFINE_COUPLING, 'wasm')) tf.registerKernel({ kernelName: AFFINE_COUPLING, backendName: 'wasm', kernelFunc: affineCouplingKernel });
-  for (const k of [MATMUL_TN, GEMM, PATCHES, SUM_TAPS, RELU_GRAD, ADAM, AFFINE_COUPLING]) restore.push(() => tf.unregisterKernel(k, 'wasm'));
+  if (!tf.getKernel(LERP, 'wasm')) tf.registerKernel({ kernelName: LERP, backendName: 'wasm', kernelFunc: lerpKernel });
+  for (const k of [MATMUL_TN, GEMM, PATCHES, SUM_TAPS, RELU_GRAD, ADAM, AFFINE_COUPLING, LERP]) restore.push(() => tf.unregisterKernel(k, 'wasm'));
 }
 
 /**
@@ -172,6 +175,22 @@ function affineCouplingKernel(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo
     lv[ex] = inverse ? -logSum : logSum;
   }
   return [out, logdet];
+}
+
+/** a * w + b * (1 - w), elementwise, rounded as the same two tf.mul and one tf.add (bit for bit). */
+function lerpKernel(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
+  const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+  const { w } = args.attrs as { w: number };
+  const backend = args.backend as unknown as WasmBackendLike;
+  const out = backend.makeOutput(a.shape.slice(), 'float32');
+  const av = backend.typedArrayFromHeap(a) as Float32Array;
+  const bv = backend.typedArrayFromHeap(b) as Float32Array;
+  const ov = backend.typedArrayFromHeap(out) as Float32Array;
+  const f = Math.fround;
+  const wa = f(w);
+  const wb = f(1 - w);
+  for (let i = 0; i < ov.length; i++) ov[i] = f(f(av[i]! * wa) + f(bv[i]! * wb));
+  return out;
 }
 
 /** dy, y (same shape) -> dy where y > 0, else 0. */

@@ -81,3 +81,10 @@ export async function inferenceThreads(threads: number | undefined, config: Conf
   }
   return ParallelGradients.create(config, meta, threads);
 }
+
+/** `--weights average|raw`: the run's Polyak-averaged weights (the default, when it kept them) or the last step's. */
+export function parseWeights(value: string | undefined): 'average' | 'raw' {
+  if (value === undefined || value === 'average') return 'average';
+  if (value === 'raw') return 'raw';
+  throw new UserError(`--weights ${value}: expected average or raw`);
+}

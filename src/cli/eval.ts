@@ -6,7 +6,7 @@ import { loadDataset } from '../data/index.js';
 import { perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { withBackend } from './sample.js';
-import { printJson, parseShard, inferenceThreads } from './common.js';
+import { printJson, parseShard, inferenceThreads, parseWeights } from './common.js';
 import { pointsCommand } from './points.js';
 import { shardIndices, writePart, EVAL_PART_KIND } from '../shard.js';
 import { UserError, EXIT } from '../errors.js';
@@ -26,6 +26,7 @@ export interface EvalFlags {
   out?: string;
   points?: string;
   threads?: number;
+  weights?: string;
 }
 
 export async function evalCommand(flags: EvalFlags): Promise<number> {
@@ -33,7 +34,7 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
   if (!flags.bpd) throw new UserError('flow eval: say what to evaluate: --bpd (bits per dimension of a split) or --points FILE.csv');
   if (flags.split !== 'test' && flags.split !== 'train') throw new UserError(`--split ${flags.split}: expected test or train`);
   const { runDir, checkpoint } = resolveRun(flags.run);
-  const { model, config, meta, step } = await withBackend(flags, () => loadModel(checkpoint));
+  const { model, config, meta, step, weights } = await withBackend(flags, () => loadModel(checkpoint, parseWeights(flags.weights)));
   let parallel: Awaited<ReturnType<typeof inferenceThreads>> = null;
   try {
     parallel = await inferenceThreads(flags.threads, config, meta);
@@ -119,12 +120,13 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
       run_dir: runDir,
       checkpoint: path.resolve(checkpoint),
       step,
+      weights,
       examples_per_s: n / seconds,
       ...(Object.keys(perClass).length ? { per_class: perClass } : {}),
     };
     if (flags.json) printJson(result);
     else {
-      process.stdout.write(`${flags.split} ${metric}: ${mean.toFixed(4)} ± ${stderr.toFixed(4)} (n=${n}, step ${step}, ${(n / seconds).toFixed(1)} examples/s)\n`);
+      process.stdout.write(`${flags.split} ${metric}: ${mean.toFixed(4)} ± ${stderr.toFixed(4)} (n=${n}, step ${step}${weights === 'average' ? ', averaged weights' : ''}, ${(n / seconds).toFixed(1)} examples/s)\n`);
       for (const [k, v] of Object.entries(perClass)) process.stdout.write(`  class ${k}: ${v[metric]!.toFixed(4)} ± ${v.stderr!.toFixed(4)} (n=${v.n})\n`);
       if (flags.perExample) process.stdout.write(`per-example values: ${flags.perExample}\n`);
     }

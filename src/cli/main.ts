@@ -57,6 +57,7 @@ export function buildProgram(): Command {
     .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
     .option('--shard <i/n>', 'draw only samples i, i+n, ... (one PNG each in --out-dir, plus a part file for flow merge)')
     .option('--threads <n>', 'threads sharing every batch (wasm/cpu backends; each holds a copy of the model)', parseIntOption('--threads', 1), 1)
+    .option('--weights <which>', "average (the run's Polyak-averaged weights when train.average_decay > 0; the default) or raw (the last step's)")
     .option('--json', 'print what was written as one JSON object')
     .option('--quiet', 'print nothing on success')
     .action(run((flags) => sampleCommand(flags)));
@@ -74,6 +75,7 @@ export function buildProgram(): Command {
     .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
     .option('--shard <i/n>', 'evaluate only examples i, i+n, ... and write a part file (--out) for flow merge')
     .option('--threads <n>', 'threads sharing every batch (wasm/cpu backends; each holds a copy of the model)', parseIntOption('--threads', 1), 1)
+    .option('--weights <which>', "average (the run's Polyak-averaged weights when train.average_decay > 0; the default) or raw (the last step's)")
     .option('--out <file>', 'with --shard: where to write the part file; with --points: the output CSV')
     .option('--points <in.csv>', 'score every row of a CSV under a vector (2-D / tabular) model: writes its columns plus log_prob_nats to --out')
     .option('--json', 'print one JSON object (bpd, stderr, n, split, ...)')

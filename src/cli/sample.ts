@@ -8,7 +8,7 @@ import { toPixels } from '../data/preprocess.js';
 import { tile, encodePng, type ImageBatch } from '../io/png.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { Rng } from '../rng.js';
-import { startBackend, parseNumberList, parseShard, printJson, inferenceThreads } from './common.js';
+import { startBackend, parseNumberList, parseShard, printJson, inferenceThreads, parseWeights } from './common.js';
 import { shardIndices, writePart, SAMPLE_PART_KIND, type SamplePart } from '../shard.js';
 import { sampleFileName } from './merge.js';
 import { UserError, EXIT } from '../errors.js';
@@ -26,6 +26,7 @@ export interface SampleFlags {
   quiet?: boolean;
   shard?: string;
   threads?: number;
+  weights?: string;
 }
 
 /** Sample i's noise stream: depends on (seed, i) only, so shards reproduce the unsharded run. */
@@ -36,7 +37,7 @@ export function sampleNoiseRng(seed: number, index: number): Rng {
 export async function sampleCommand(flags: SampleFlags): Promise<number> {
   if (flags.out && flags.outDir) throw new UserError('--out and --out-dir are exclusive: one grid PNG or one PNG per sample');
   const { runDir, checkpoint } = resolveRun(flags.run);
-  const { model, config, meta, step } = await withBackend(flags, () => loadModel(checkpoint));
+  const { model, config, meta, step } = await withBackend(flags, () => loadModel(checkpoint, parseWeights(flags.weights)));
   let parallel: Awaited<ReturnType<typeof inferenceThreads>> = null;
   try {
     if (meta.dataKind !== 'image') throw new UserError(`${runDir}: 'flow sample' draws images; this run models ${meta.dataShape[0]}-d vectors (use 'flow plot density')`);

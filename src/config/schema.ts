@@ -59,6 +59,7 @@ export const TrainSchema = z.strictObject({
   sample_grid: int().min(0).default(64).describe("samples in the PNG grid written beside each checkpoint (0 = none)"),
   nan_skip_limit: int().min(1).default(5).describe("non-finite steps in a row before rolling back to the last checkpoint with a lower LR"),
   workers: int().min(1).max(16).default(1).describe("data-parallel worker threads (wasm backend; each averages gradients every step)"),
+  average_decay: z.number().min(0).max(0.9999).default(0).describe("Polyak averaging: test bpd, sample grids and 'flow eval/sample' use an exponential moving average of the weights with this decay, ramped as min(decay, (1+t)/(10+t)) (0 = off: the raw weights)"),
 });
 
 export const SampleSchema = z.strictObject({

@@ -6,6 +6,7 @@ import { buildModel } from '../flows/model.js';
 import type { Config } from '../config/schema.js';
 import { loadCheckpoint, type CheckpointContent, type TensorRecord } from './checkpoint.js';
 import { record } from '../train/optimizer.js';
+import { averageRecordName } from '../train/average.js';
 import { UserError } from '../errors.js';
 
 /** What a checkpoint must know about the data to rebuild the model without loading the data. */
@@ -44,14 +45,32 @@ export interface LoadedModel {
   meta: ModelMeta;
   step: number;
   checkpoint: CheckpointContent;
+  /** 'average': the run's Polyak-averaged weights (train.average_decay > 0); 'raw': the trained weights. */
+  weights: 'average' | 'raw';
 }
 
-export function loadModel(checkpointDir: string): LoadedModel {
+/**
+ * The model of a checkpoint, with its averaged weights when the run kept an average (what the run's
+ * test bpd and sample grids used), unless weights is 'raw'.
+ */
+export function loadModel(checkpointDir: string, weights: 'average' | 'raw' = 'average'): LoadedModel {
   const checkpoint = loadCheckpoint(checkpointDir);
   const state = checkpoint.state as { meta?: ModelMeta };
   if (!state?.meta) throw new UserError(`${checkpointDir}: state.json has no model meta; expected a checkpoint written by flow train`);
   const config = checkpoint.config;
   const model = buildModel(config.model, state.meta.dataShape, { seed: config.seed, numClasses: state.meta.numClasses });
-  assignModel(model, recordsByName(checkpoint), checkpointDir);
-  return { model, config, meta: state.meta, step: checkpoint.step, checkpoint };
+  const byName = recordsByName(checkpoint);
+  assignModel(model, byName, checkpointDir);
+  const trainable = model.variables().filter(([, v]) => v.trainable);
+  const useAverage = weights === 'average' && trainable.length > 0 && trainable.every(([name]) => byName.has(averageRecordName(name)));
+  if (useAverage) {
+    tf.tidy(() => {
+      for (const [name, v] of trainable) {
+        const r = byName.get(averageRecordName(name))!;
+        if (r.shape.join('x') !== v.shape.join('x')) throw new UserError(`${checkpointDir}: tensor ${r.name} has shape [${r.shape}], expected [${v.shape}]`);
+        v.assign(tf.tensor(r.data, r.shape, v.dtype));
+      }
+    });
+  }
+  return { model, config, meta: state.meta, step: checkpoint.step, checkpoint, weights: useAverage ? 'average' : 'raw' };
 }

@@ -19,6 +19,7 @@ import { bpdTensor, nllPerDimTensor, perExampleLogProb, bitsPerDim, meanAndStder
 import { Optimizer, learningRate } from './optimizer.js';
 import { ParallelGradients } from './parallel.js';
 import { globalNorm } from '../backend/ops.js';
+import { WeightAverage } from './average.js';
 import type { TrainLogger } from './logger.js';
 import { Rng } from '../rng.js';
 import { FlowFailure, UserError } from '../errors.js';
@@ -93,6 +94,9 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
   const params = model.variables().filter(([, v]) => v.trainable);
   const paramNames = params.map(([n]) => n);
   const optimizer = new Optimizer(cfg.train.optimizer, params.map(([, v]) => v));
+  const average = cfg.train.average_decay > 0 ? new WeightAverage(cfg.train.average_decay, optimizer.params) : null;
+  // Test bpd and sample grids use the averaged weights when averaging is on.
+  const averaged = <T>(fn: () => T | Promise<T>): Promise<T> => (average ? average.withAveraged(fn) : Promise.resolve(fn()));
   const iterator = new BatchIterator(data.train.n, cfg.train.batch_size, cfg.seed);
   const noiseRng = new Rng(cfg.seed + 1);
   const st: TrainState = { meta, step: 0, optimizerT: 0, iterator: null, noiseRng: 0, lrScale: 1, bestTest: null, skippedSteps: 0 };
@@ -103,6 +107,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
     const byName = recordsByName(c);
     assignModel(model, byName, dir);
     optimizer.restore(paramNames, byName);
+    average?.restore(paramNames, byName);
     Object.assign(st, c.state as TrainState);
     optimizer.t = st.optimizerT;
     iterator.setState(st.iterator as never);
@@ -120,6 +125,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
     } else {
       if (existing) archiveCheckpoints(runDir, log);
       initializeModel(model, cfg, data);
+      average?.reset();
     }
     atomicWriteFile(path.join(runDir, 'config.yaml'), dumpConfig(cfg));
     markLatest(cfg.runs_dir, cfg.name);
@@ -146,13 +152,13 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
 
     // 'full' also measures test loss and writes a sample grid; 'fast' (on SIGINT/SIGTERM) only saves, to exit within seconds.
     const checkpoint = async (mode: 'full' | 'fast') => {
-      const test = mode === 'full' ? evaluateTest(model, data, cfg) : null;
+      const test = mode === 'full' ? await averaged(() => evaluateTest(model, data, cfg)) : null;
       lastTest = test;
       if (test !== null && (st.bestTest === null || test < st.bestTest)) st.bestTest = test;
       st.optimizerT = optimizer.t;
       st.iterator = iterator.getState();
       st.noiseRng = noiseRng.state;
-      const tensors: TensorRecord[] = [...modelRecords(model), ...optimizer.records(paramNames)];
+      const tensors: TensorRecord[] = [...modelRecords(model), ...optimizer.records(paramNames), ...(average?.records(paramNames) ?? [])];
       const bad = tensors.find((t) => !allFinite(t.data));
       if (bad) throw new FlowFailure(`refusing to checkpoint step ${st.step}: ${bad.name} holds non-finite values; the last good checkpoint is ${lastCheckpoint ?? 'none'}`);
       const metrics: Record<string, number> = {};
@@ -164,7 +170,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
       fs.appendFileSync(metricsFile, JSON.stringify({ step: st.step, [`test_${lossName}`]: test }) + '\n');
       log.event({ event: 'checkpoint', step: st.step, path: dir, test });
       if (mode === 'full' && data.kind === 'image' && cfg.train.sample_grid > 0) {
-        await writeSampleGrid(model, cfg, meta, path.join(runDir, 'samples', `step-${String(st.step).padStart(8, '0')}.png`));
+        await averaged(() => writeSampleGrid(model, cfg, meta, path.join(runDir, 'samples', `step-${String(st.step).padStart(8, '0')}.png`)));
       }
     };
 
@@ -209,6 +215,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
         continue;
       }
       consecutiveBad = 0;
+      average?.update(optimizer.t);
       lastLoss = result.loss;
       windowImages += indices.length;
       totalImages += indices.length;
@@ -226,7 +233,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
         fs.appendFileSync(metricsFile, JSON.stringify({ step: st.step, [`train_${lossName}`]: result.loss, lr, img_per_s: imgPerSec }) + '\n');
       }
       if (cfg.train.eval_every > 0 && st.step % cfg.train.eval_every === 0 && st.step % cfg.train.checkpoint_every !== 0) {
-        const test = evaluateTest(model, data, cfg);
+        const test = await averaged(() => evaluateTest(model, data, cfg));
         log.event({ event: 'eval', step: st.step, [`test_${lossName}`]: test });
         fs.appendFileSync(metricsFile, JSON.stringify({ step: st.step, [`test_${lossName}`]: test }) + '\n');
       }
@@ -253,6 +260,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
     };
   } finally {
     await parallel?.dispose();
+    average?.dispose();
     optimizer.dispose();
     model.dispose();
     lock.release();
