@@ -1,6 +1,6 @@
 // Training / sampling / eval throughput of the benchmark Glow (configs/bench-fashion.yaml, the model
 // of ref_glow.py), per backend, with the PyTorch reference side by side (--ref). A benchmark, not a
-// test: `scripts/bench [--seconds 300] [--backends wasm,cpu] [--workers 2] [--ref] [--json FILE]`.
+// test: `scripts/bench [--seconds 300] [--backends wasm,cpu] [--workers 2] [--ref] [--lr LR] [--average-decay D] [--ref-lr LR] [--json FILE]`.
 //
 // Each backend runs in a child process of its own (clean tensor counts and peak RSS): it trains for
 // the wall-clock budget with the trainer's own step (lossAndGrads, the gradient-norm check, the
@@ -23,7 +23,7 @@ import { loadDataset, type Dataset } from '../src/data/index.js';
 import { BatchIterator, toModelInput } from '../src/data/preprocess.js';
 import { buildModel, countParameters, type FlowModel } from '../src/flows/model.js';
 import { lossAndGrads } from '../src/train/trainer.js';
-import { Optimizer } from '../src/train/optimizer.js';
+import { Optimizer, learningRate } from '../src/train/optimizer.js';
 import { ParallelGradients, type ObjectiveOptions } from '../src/train/parallel.js';
 import { globalNorm } from '../src/backend/ops.js';
 import { WeightAverage } from '../src/train/average.js';
@@ -47,6 +47,7 @@ interface Options {
   load?: string;
   refLr?: number;
   lr?: number;
+  averageDecay?: number;
   mainWeight?: number;
   ref: boolean;
   refScript: string;
@@ -67,7 +68,7 @@ export interface BackendResult {
   workers: number;
   parameters: number;
   /** cores: CPU seconds (all threads) per wall-clock second while training; ~2 means both cores were ours. */
-  train: { lr: number; seconds: number; steps: number; images: number; imgPerSec: number; lastLoss: number | null; cores: number };
+  train: { lr: number; lrSchedule: string; seconds: number; steps: number; images: number; imgPerSec: number; lastLoss: number | null; cores: number };
   /** testBpd with the averaged weights when averageDecay > 0 (testBpdRaw: the last step's weights). */
   eval: { examples: number; seconds: number; imgPerSec: number; testBpd: number; testBpdRaw: number; averageDecay: number };
   sample: { n: number; seconds: number; imgPerSec: number; finite: boolean };
@@ -143,6 +144,7 @@ interface Setup {
 async function setUp(opts: Options): Promise<Setup> {
   const cfg = loadConfig(path.resolve(opts.config));
   if (opts.lr !== undefined) cfg.train.lr = opts.lr;
+  if (opts.averageDecay !== undefined) cfg.train.average_decay = opts.averageDecay;
   const data = await loadDataset(cfg.data, { seed: cfg.seed });
   if (data.kind !== 'image') throw new Error(`bench: ${opts.config} must describe image data`);
   const meta: ModelMeta = { dataShape: data.shape, dataKind: data.kind, nBits: cfg.data.n_bits };
@@ -183,7 +185,9 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
     const { indices } = iterator.next();
     const batch = makeBatch(data, indices, cfg, noiseRng);
     const t = optimizer.t;
-    lastLoss = trainStep(model, optimizer, batch, o, cfg.train.lr, grad);
+    // As flow train with max_minutes = the budget: the schedule's progress is the elapsed share of it.
+    const lr = learningRate(cfg.train.lr, cfg.train.warmup_steps, steps + 1, cfg.train.lr_schedule, (performance.now() - t0) / (opts.seconds * 1000));
+    lastLoss = trainStep(model, optimizer, batch, o, lr, grad);
     if (average && optimizer.t > t) average.update(optimizer.t);
     batch.x.dispose();
     steps++;
@@ -247,7 +251,7 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
     backend,
     workers,
     parameters: countParameters(model),
-    train: { lr: cfg.train.lr, seconds: trainSeconds, steps, images, imgPerSec: images / trainSeconds, lastLoss, cores },
+    train: { lr: cfg.train.lr, lrSchedule: cfg.train.lr_schedule, seconds: trainSeconds, steps, images, imgPerSec: images / trainSeconds, lastLoss, cores },
     eval: { examples: n, seconds: evalSeconds, imgPerSec: n / evalSeconds, testBpd, testBpdRaw, averageDecay: cfg.train.average_decay },
     sample: { n: opts.samples, seconds: sampleSeconds, imgPerSec: opts.samples / sampleSeconds, finite },
     tensors: { start, end },
@@ -380,6 +384,7 @@ function runChild(backend: string, opts: Options): BackendResult {
   if (opts.workers !== undefined) args.push('--workers', String(opts.workers));
   if (opts.mainWeight !== undefined) args.push('--main-weight', String(opts.mainWeight));
   if (opts.lr !== undefined) args.push('--lr', String(opts.lr));
+  if (opts.averageDecay !== undefined) args.push('--average-decay', String(opts.averageDecay));
   process.stderr.write(`bench: ${backend}: training for ${opts.seconds} s, then eval and sampling...\n`);
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`bench: the ${backend} run failed (exit ${r.status})`);
@@ -442,7 +447,7 @@ function fmt(v: number | null | undefined, digits = 1): string {
 function table(results: BackendResult[], ref: RefResult | null, seconds: number): string {
   const rows: string[][] = [['', 'threads', 'cores', 'lr', 'steps', 'train img/s', 'sample img/s', 'eval img/s', `test bpd @${seconds}s`, 'tensors start->end', 'MB start->end', 'peak RSS MB']];
   for (const r of results) {
-    rows.push([r.backend, String(r.workers), fmt(r.train.cores, 2), String(r.train.lr), String(r.train.steps), fmt(r.train.imgPerSec), fmt(r.sample.imgPerSec), fmt(r.eval.imgPerSec), r.eval.averageDecay > 0 ? `${fmt(r.eval.testBpd, 3)} (avg; raw ${fmt(r.eval.testBpdRaw, 3)})` : fmt(r.eval.testBpd, 3),
+    rows.push([r.backend, String(r.workers), fmt(r.train.cores, 2), r.train.lrSchedule === 'constant' ? String(r.train.lr) : `${r.train.lr} ${r.train.lrSchedule}`, String(r.train.steps), fmt(r.train.imgPerSec), fmt(r.sample.imgPerSec), fmt(r.eval.imgPerSec), r.eval.averageDecay > 0 ? `${fmt(r.eval.testBpd, 3)} (avg; raw ${fmt(r.eval.testBpdRaw, 3)})` : fmt(r.eval.testBpd, 3),
       `${r.tensors.start.count}->${r.tensors.end.count}`, `${fmt(r.tensors.start.bytes / 2 ** 20)}->${fmt(r.tensors.end.bytes / 2 ** 20)}`, fmt(r.peakRssMB, 0)]);
   }
   if (ref) {
@@ -477,6 +482,7 @@ async function main(): Promise<void> {
     .option('--ref-script <file>', 'the PyTorch reference', '/work/shared/bench/ref_glow.py')
     .option('--python <exe>', 'python with torch', '/usr/bin/python3')
     .option('--lr <lr>', "our Adam learning rate (default: the config's train.lr)", (v) => Number(v))
+    .option('--average-decay <d>', "our weight averaging (default: the config's train.average_decay; 0 = off)", (v) => Number(v))
     .option('--ref-lr <lr>', "the reference's Adam learning rate (default: its own, 1e-3)", (v) => Number(v))
     .option('--ref-threads <n>', 'torch threads for the reference', (v) => Number(v), 2)
     .option('--eval-examples <n>', 'test images for test bpd (the first N)', (v) => Number(v), 2000)
@@ -489,7 +495,7 @@ async function main(): Promise<void> {
     .option('--child <backend>', '(internal) run one backend and print its JSON');
   program.parse();
   const opts = program.opts<Options>();
-  for (const [flag, v] of Object.entries({ seconds: opts.seconds, 'eval-examples': opts.evalExamples, samples: opts.samples, lr: opts.lr ?? 1, 'ref-lr': opts.refLr ?? 1 })) {
+  for (const [flag, v] of Object.entries({ seconds: opts.seconds, 'eval-examples': opts.evalExamples, samples: opts.samples, lr: opts.lr ?? 1, 'ref-lr': opts.refLr ?? 1, 'average-decay': (opts.averageDecay ?? 0) + 1 })) {
     if (!Number.isFinite(v) || v <= 0) throw new Error(`bench: --${flag} must be a positive number`);
   }
   if (opts.child) {

@@ -48,6 +48,7 @@ export const TrainSchema = z.strictObject({
   optimizer: z.enum(['adam', 'adamax']).default('adam').describe("Adam or Adamax (Glow's paper uses Adamax)"),
   lr: z.number().positive().default(1e-3).describe("peak learning rate"),
   warmup_steps: int().min(0).default(0).describe("linear LR warm-up from 0 over this many steps"),
+  lr_schedule: z.enum(['constant', 'linear', 'cosine']).default('constant').describe("after warm-up: constant, or decaying to 0 by the end of the run (max_steps, or max_minutes of this invocation, whichever comes first; a time-based decay starts again on resume)"),
   max_grad_norm: z.number().min(0).default(50).describe("clip the global gradient norm to this (0 = no clipping)"),
   max_steps: int().min(0).default(1000).describe("stop after this many optimiser steps (0 = no step limit)"),
   max_minutes: z.number().min(0).default(0).describe("stop after this much wall-clock time (0 = no time limit)"),

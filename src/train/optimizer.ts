@@ -67,8 +67,24 @@ export function record(name: string, t: tf.Tensor): TensorRecord {
   return { name, shape: t.shape.slice(), dtype: 'float32', data: t.dataSync() as Float32Array };
 }
 
-/** Linear warm-up from 0 to lr over warmupSteps, then constant. step counts from 1. */
-export function learningRate(lr: number, warmupSteps: number, step: number): number {
-  if (warmupSteps <= 0) return lr;
-  return lr * Math.min(1, step / warmupSteps);
+export type LrSchedule = 'constant' | 'linear' | 'cosine';
+
+/**
+ * Linear warm-up from 0 to lr over warmupSteps (step counts from 1), times the schedule's factor at
+ * `progress`, the fraction of the run already done (0..1): 1 for constant, 1 - p for linear, (1 + cos πp) / 2
+ * for cosine. Decaying to 0 at the end of a fixed budget beats a constant rate at that budget.
+ */
+export function learningRate(lr: number, warmupSteps: number, step: number, schedule: LrSchedule = 'constant', progress = 0): number {
+  const warm = warmupSteps > 0 ? Math.min(1, step / warmupSteps) : 1;
+  const p = Math.min(1, Math.max(0, progress));
+  const decay = schedule === 'linear' ? 1 - p : schedule === 'cosine' ? 0.5 * (1 + Math.cos(Math.PI * p)) : 1;
+  return lr * warm * decay;
+}
+
+/**
+ * How much of a run is done, for the LR schedule: steps over max_steps, or this invocation's elapsed time
+ * over max_minutes, whichever is further (0 when the run has neither limit).
+ */
+export function runProgress(step: number, maxSteps: number, elapsedMs: number, maxMinutes: number): number {
+  return Math.max(maxSteps > 0 ? step / maxSteps : 0, maxMinutes > 0 ? elapsedMs / (maxMinutes * 60_000) : 0);
 }

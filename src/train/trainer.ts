@@ -16,7 +16,7 @@ import { modelRecords, assignModel, recordsByName, type ModelMeta } from '../io/
 import { markLatest, runDirOf } from '../io/run.js';
 import { writeGrid } from '../io/png.js';
 import { bpdTensor, nllPerDimTensor, perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
-import { Optimizer, learningRate } from './optimizer.js';
+import { Optimizer, learningRate, runProgress } from './optimizer.js';
 import { ParallelGradients } from './parallel.js';
 import { globalNorm } from '../backend/ops.js';
 import { WeightAverage } from './average.js';
@@ -187,7 +187,8 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
       }
       const { indices } = iterator.next();
       const batch = makeBatch(data, indices, cfg, noiseRng);
-      const lr = learningRate(cfg.train.lr, cfg.train.warmup_steps, st.step + 1) * st.lrScale;
+      const progress = runProgress(st.step, maxSteps, Date.now() - started, cfg.train.max_minutes);
+      const lr = learningRate(cfg.train.lr, cfg.train.warmup_steps, st.step + 1, cfg.train.lr_schedule, progress) * st.lrScale;
       const result = trainStep(model, optimizer, batch, parallel, { dims, nBins, lossName, lr, maxGradNorm: cfg.train.max_grad_norm, classLossWeight: cfg.model.class_loss_weight, inject: injectNonFinite(st.step + 1) });
       batch.x.dispose();
       batch.labels?.dispose();
