@@ -612,7 +612,8 @@ export function lerp(a: Tensor, b: Tensor, w: number): Tensor {
  * step). On a GPU backend one reduction on the device beats ~200 device-to-host reads.
  */
 export function globalNorm(tensors: Tensor[]): number {
-  if (tf.getBackend() === 'tensorflow' || tf.getBackend() === 'webgl') {
+  const backend = tf.getBackend();
+  if (backend !== 'wasm' && backend !== 'cpu') {
     const n = tf.tidy(() => tf.sqrt(tf.addN(tensors.map((t) => tf.sum(tf.square(t))))));
     const value = n.dataSync()[0]!;
     n.dispose();

@@ -37,7 +37,6 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
   const { model, config, meta, step, weights } = await withBackend(flags, () => loadModel(checkpoint, parseWeights(flags.weights)));
   let parallel: Awaited<ReturnType<typeof inferenceThreads>> = null;
   try {
-    parallel = await inferenceThreads(flags.threads, config, meta);
     const data = await loadDataset(config.data, { seed: config.seed });
     if (data.shape.join('x') !== meta.dataShape.join('x')) {
       throw new UserError(`${runDir}: the data now has shape [${data.shape}] but the model was trained on [${meta.dataShape}]`);
@@ -52,6 +51,7 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
     const seed = flags.seed ?? config.seed;
     const dims = data.shape.reduce((a, b) => a * b, 1);
     const nBins = 2 ** config.data.n_bits;
+    parallel = await inferenceThreads(flags.threads, config, meta);
     const started = performance.now();
     const logp = perExampleLogProb(model, split, data.shape, data.kind, {
       nBits: config.data.n_bits,

@@ -63,7 +63,7 @@ export class HalfCoupling implements Bijector {
 
   forward(x: Tensor): ForwardResult {
     const fused = this.fused(x, false);
-    if (fused) return { y: fused.y, logdet: fused.logdet };
+    if (fused) return fused;
     const [a, b] = splitChannels(x, this.splitAt);
     const [shift, logScale] = this.params(a);
     if (!logScale) return { y: concatChannels([a, tf.add(b, shift)]), logdet: tf.zeros([x.shape[0]!]) };
