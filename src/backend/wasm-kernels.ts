@@ -300,7 +300,9 @@ function sumTapsKernel(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
     }
     return out;
   }
-  // Tap by tap: every output row adds one shifted, strided run of z (contiguous loops for the JIT).
+  // Tap by tap: every output row adds one shifted, strided run of z (contiguous loops for the JIT). The
+  // loop nest is patchesKernel's, written out again: shared through a per-run callback, both kernels ran
+  // 1.5x slower (V8 does not inline the closure), ~9 ms per training step.
   for (let n = 0; n < b; n++) {
     for (let y = 0; y < h; y++) {
       for (let a = 0; a < kh; a++) {
