@@ -23,14 +23,14 @@ import { loadDataset, type Dataset } from '../src/data/index.js';
 import { BatchIterator, toModelInput } from '../src/data/preprocess.js';
 import { buildModel, countParameters, type FlowModel } from '../src/flows/model.js';
 import { lossAndGrads } from '../src/train/trainer.js';
-import { Optimizer, learningRate } from '../src/train/optimizer.js';
+import { Optimizer, learningRate, runProgress } from '../src/train/optimizer.js';
 import { ParallelGradients, type ObjectiveOptions } from '../src/train/parallel.js';
 import { globalNorm } from '../src/backend/ops.js';
 import { WeightAverage } from '../src/train/average.js';
 import { resolveRun } from '../src/io/run.js';
 import { assignModel, recordsByName } from '../src/io/model-io.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
-import { imageBatch, bitsPerDim, meanAndStderr } from '../src/eval/bpd.js';
+import { imageBatch, perExampleLogProb, bitsPerDim, meanAndStderr } from '../src/eval/bpd.js';
 import { selectBackend, type BackendChoice } from '../src/backend/select.js';
 import { KernelProfiler } from '../src/backend/profile.js';
 import type { ModelMeta } from '../src/io/model-io.js';
@@ -186,7 +186,8 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
     const batch = makeBatch(data, indices, cfg, noiseRng);
     const t = optimizer.t;
     // As flow train with max_minutes = the budget: the schedule's progress is the elapsed share of it.
-    const lr = learningRate(cfg.train.lr, cfg.train.warmup_steps, steps + 1, cfg.train.lr_schedule, (performance.now() - t0) / (opts.seconds * 1000));
+    const progress = runProgress(steps, 0, performance.now() - t0, opts.seconds / 60);
+    const lr = learningRate(cfg.train.lr, cfg.train.warmup_steps, steps + 1, cfg.train.lr_schedule, progress);
     lastLoss = trainStep(model, optimizer, batch, o, lr, grad);
     if (average && optimizer.t > t) average.update(optimizer.t);
     batch.x.dispose();
@@ -200,21 +201,20 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
   const end = tensorStats();
 
   // Eval and sampling, with the averaged weights when train.average_decay is on (as flow eval/sample).
-  // Test bpd: the first evalExamples test images, per-example seeded dequantisation noise (as
-  // src/eval/bpd.ts), on every thread.
+  // Test bpd: the first evalExamples test images with per-example seeded dequantisation noise, through
+  // src/eval/bpd.ts as flow eval computes it, on every thread.
+  const n = Math.min(opts.evalExamples, data.test.n);
   const testBpdOf = (): number => {
-    const logp = new Float64Array(n);
-    for (let start = 0; start < n; start += opts.evalBatch) {
-      const idx = Array.from({ length: Math.min(opts.evalBatch, n - start) }, (_, i) => start + i);
-      const x = tf.tensor(imageBatch(data.test, data.shape, idx, cfg.data.n_bits, cfg.seed, true), [idx.length, ...data.shape]);
-      const lp = parallel ? parallel.logProb(model, x) : model.logProb(x);
-      logp.set(lp.dataSync() as Float32Array, start);
-      tf.dispose([x, lp]);
-    }
+    const logp = perExampleLogProb(model, data.test, data.shape, 'image', {
+      nBits: cfg.data.n_bits,
+      seed: cfg.seed,
+      batchSize: opts.evalBatch,
+      indices: Array.from({ length: n }, (_, i) => i),
+      logProb: parallel ? (x) => parallel.logProb(model, x) : undefined,
+    });
     return meanAndStderr(logp.map((l) => bitsPerDim(l, o.dims, o.nBins))).mean;
   };
-  const n = Math.min(opts.evalExamples, data.test.n);
-  const inference = async () => {
+  const inference = () => {
     // One untimed batch of each first, as the reference gets (shape-specific set-up on both sides).
     {
       const idx = Array.from({ length: Math.min(opts.evalBatch, n) }, (_, i) => i);
@@ -242,7 +242,7 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
     const sampleSeconds = (performance.now() - s0) / 1000;
     return { evalSeconds, testBpd, sampleSeconds, finite };
   };
-  const { evalSeconds, testBpd, sampleSeconds, finite } = average ? await average.withAveraged(inference) : await inference();
+  const { evalSeconds, testBpd, sampleSeconds, finite } = average ? await average.withAveraged(inference) : inference();
   // The raw (last-step) weights' test bpd too, untimed, to show what averaging changed.
   const testBpdRaw = average ? testBpdOf() : testBpd;
   average?.dispose();

@@ -23,12 +23,18 @@ export function modelRecords(model: FlowModel): TensorRecord[] {
 }
 
 export function assignModel(model: FlowModel, byName: Map<string, TensorRecord>, source: string): void {
+  assignVariables(model.variables(), byName, (name) => `model.${name}`, source);
+}
+
+/** Assigns each variable the record keyOf(name), which must exist with the variable's shape. */
+function assignVariables(vars: Array<[string, tf.Variable]>, byName: Map<string, TensorRecord>, keyOf: (name: string) => string, source: string): void {
   tf.tidy(() => {
-    for (const [name, v] of model.variables()) {
-      const r = byName.get(`model.${name}`);
-      if (!r) throw new UserError(`${source}: checkpoint has no tensor model.${name}; expected a checkpoint of this model config`);
+    for (const [name, v] of vars) {
+      const key = keyOf(name);
+      const r = byName.get(key);
+      if (!r) throw new UserError(`${source}: checkpoint has no tensor ${key}; expected a checkpoint of this model config`);
       if (r.shape.join('x') !== v.shape.join('x')) {
-        throw new UserError(`${source}: tensor model.${name} has shape [${r.shape}], expected [${v.shape}]`);
+        throw new UserError(`${source}: tensor ${key} has shape [${r.shape}], expected [${v.shape}]`);
       }
       v.assign(tf.tensor(r.data, r.shape, v.dtype));
     }
@@ -63,14 +69,6 @@ export function loadModel(checkpointDir: string, weights: 'average' | 'raw' = 'a
   assignModel(model, byName, checkpointDir);
   const trainable = model.variables().filter(([, v]) => v.trainable);
   const useAverage = weights === 'average' && trainable.length > 0 && trainable.every(([name]) => byName.has(averageRecordName(name)));
-  if (useAverage) {
-    tf.tidy(() => {
-      for (const [name, v] of trainable) {
-        const r = byName.get(averageRecordName(name))!;
-        if (r.shape.join('x') !== v.shape.join('x')) throw new UserError(`${checkpointDir}: tensor ${r.name} has shape [${r.shape}], expected [${v.shape}]`);
-        v.assign(tf.tensor(r.data, r.shape, v.dtype));
-      }
-    });
-  }
+  if (useAverage) assignVariables(trainable, byName, averageRecordName, checkpointDir);
   return { model, config, meta: state.meta, step: checkpoint.step, checkpoint, weights: useAverage ? 'average' : 'raw' };
 }
