@@ -20,12 +20,11 @@ import { tf } from '../src/tf.js';
 import { loadConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { loadDataset, type Dataset } from '../src/data/index.js';
-import { BatchIterator, toModelInput } from '../src/data/preprocess.js';
+import { BatchIterator } from '../src/data/preprocess.js';
 import { buildModel, countParameters, type FlowModel } from '../src/flows/model.js';
-import { lossAndGrads } from '../src/train/trainer.js';
+import { initializeModel, lossAndGrads, makeBatch, trainStep, type GradFn, type ObjectiveOptions } from '../src/train/step.js';
 import { Optimizer, learningRate, runProgress } from '../src/train/optimizer.js';
-import { ParallelGradients, type ObjectiveOptions } from '../src/train/parallel.js';
-import { globalNorm } from '../src/backend/ops.js';
+import { ParallelGradients } from '../src/train/parallel.js';
 import { WeightAverage } from '../src/train/average.js';
 import { resolveRun } from '../src/io/run.js';
 import { assignModel, recordsByName } from '../src/io/model-io.js';
@@ -95,43 +94,6 @@ interface RefResult {
   cores: number | null;
 }
 
-// ---------------------------------------------------------------------------------------------
-// The training step, as src/train/trainer.ts runs it.
-
-interface Batch {
-  x: tf.Tensor;
-  labels?: tf.Tensor1D;
-}
-
-function makeBatch(data: Dataset, indices: ArrayLike<number>, cfg: Config, noiseRng: Rng): Batch {
-  const dims = data.shape.reduce((a, b) => a * b, 1);
-  const src = data.train.x as Uint8Array;
-  const raw = new Uint8Array(indices.length * dims);
-  for (let j = 0; j < indices.length; j++) raw.set(src.subarray(indices[j]! * dims, (indices[j]! + 1) * dims), j * dims);
-  const x = toModelInput(raw, cfg.data.n_bits, cfg.data.dequantize === 'uniform' ? noiseRng : null);
-  return { x: tf.tensor(x, [indices.length, ...data.shape]) };
-}
-
-function initializeModel(model: FlowModel, cfg: Config, data: Dataset): void {
-  const n = Math.min(cfg.model.init_batch, data.train.n);
-  const perm = new Rng(cfg.seed + 2).permutation(data.train.n).subarray(0, n);
-  const batch = makeBatch(data, perm, cfg, new Rng(cfg.seed + 3));
-  model.initialize(batch.x);
-  batch.x.dispose();
-}
-
-type GradFn = (model: FlowModel, params: tf.Variable[], batch: Batch, o: ObjectiveOptions) => { loss: tf.Scalar; grads: tf.Tensor[] };
-
-/** One optimiser step; returns the loss. Same work as trainer.ts's trainStep (norm check included). */
-function trainStep(model: FlowModel, optimizer: Optimizer, batch: Batch, o: ObjectiveOptions, lr: number, grad: GradFn): number {
-  const { loss, grads } = grad(model, optimizer.params, batch, o);
-  const lossValue = loss.dataSync()[0]!;
-  const gradNorm = globalNorm(grads);
-  if (Number.isFinite(lossValue) && Number.isFinite(gradNorm)) optimizer.apply(grads, lr);
-  tf.dispose([loss, ...grads]);
-  return lossValue;
-}
-
 interface Setup {
   cfg: Config;
   data: Dataset;
@@ -188,7 +150,7 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
     // As flow train with max_minutes = the budget: the schedule's progress is the elapsed share of it.
     const progress = runProgress(steps, 0, performance.now() - t0, opts.seconds / 60);
     const lr = learningRate(cfg.train.lr, cfg.train.warmup_steps, steps + 1, cfg.train.lr_schedule, progress);
-    lastLoss = trainStep(model, optimizer, batch, o, lr, grad);
+    lastLoss = (await trainStep(model, optimizer, batch, { ...o, lr, maxGradNorm: cfg.train.max_grad_norm }, grad)).loss;
     if (average && optimizer.t > t) average.update(optimizer.t);
     batch.x.dispose();
     steps++;
@@ -204,8 +166,8 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
   // Test bpd: the first evalExamples test images with per-example seeded dequantisation noise, through
   // src/eval/bpd.ts as flow eval computes it, on every thread.
   const n = Math.min(opts.evalExamples, data.test.n);
-  const testBpdOf = (): number => {
-    const logp = perExampleLogProb(model, data.test, data.shape, 'image', {
+  const testBpdOf = async (): Promise<number> => {
+    const logp = await perExampleLogProb(model, data.test, data.shape, 'image', {
       nBits: cfg.data.n_bits,
       seed: cfg.seed,
       batchSize: opts.evalBatch,
@@ -214,7 +176,7 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
     });
     return meanAndStderr(logp.map((l) => bitsPerDim(l, o.dims, o.nBins))).mean;
   };
-  const inference = () => {
+  const inference = async () => {
     // One untimed batch of each first, as the reference gets (shape-specific set-up on both sides).
     {
       const idx = Array.from({ length: Math.min(opts.evalBatch, n) }, (_, i) => i);
@@ -225,7 +187,7 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
       tf.dispose(parallel ? parallel.sample(model, k, cfg.sample.temperature, rngs) : model.sample(k, cfg.sample.temperature, rngs));
     }
     const e0 = performance.now();
-    const testBpd = testBpdOf();
+    const testBpd = await testBpdOf();
     const evalSeconds = (performance.now() - e0) / 1000;
 
     // Sampling with one noise stream per sample (so the threads can share a batch).
@@ -235,16 +197,16 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
       const k = Math.min(opts.sampleBatch, opts.samples - done);
       const rngs = Array.from({ length: k }, (_, i) => new Rng(cfg.seed + 4 + done + i));
       const x = parallel ? parallel.sample(model, k, cfg.sample.temperature, rngs) : model.sample(k, cfg.sample.temperature, rngs);
-      finite &&= (x.dataSync() as Float32Array).every(Number.isFinite);
+      finite &&= ((await x.data()) as Float32Array).every(Number.isFinite);
       x.dispose();
       done += k;
     }
     const sampleSeconds = (performance.now() - s0) / 1000;
     return { evalSeconds, testBpd, sampleSeconds, finite };
   };
-  const { evalSeconds, testBpd, sampleSeconds, finite } = average ? await average.withAveraged(inference) : inference();
+  const { evalSeconds, testBpd, sampleSeconds, finite } = average ? await average.withAveraged(inference) : await inference();
   // The raw (last-step) weights' test bpd too, untimed, to show what averaging changed.
-  const testBpdRaw = average ? testBpdOf() : testBpd;
+  const testBpdRaw = average ? await testBpdOf() : testBpd;
   average?.dispose();
   await parallel?.dispose();
   const result: BackendResult = {

@@ -51,7 +51,7 @@ test('the average follows its formula; withAveraged swaps the weights in and bac
     assert.equal(tf.memory().numTensors, before, `${backend}: no tensor growth over swaps`);
 
     const names = ['a', 'b'];
-    const records = avg.records(names);
+    const records = await avg.records(names);
     assert.deepEqual(records.map((r) => r.name), names.map(averageRecordName));
     const other = new WeightAverage(0.9, params);
     other.restore(names, new Map(records.map((r) => [r.name, r])));

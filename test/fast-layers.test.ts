@@ -12,7 +12,7 @@ import { adamStep, fusedCouplingAvailable, convLayer, denseLayer, gemm, matMulTN
 import { collapsePermutation, installWasmKernels, wasmKernelsInstalled } from '../src/backend/wasm-kernels.js';
 import { buildModel } from '../src/flows/model.js';
 import { parseConfigText } from '../src/config/load.js';
-import { lossAndGrads } from '../src/train/trainer.js';
+import { lossAndGrads } from '../src/train/step.js';
 import { Optimizer } from '../src/train/optimizer.js';
 import { HalfCoupling } from '../src/flows/coupling.js';
 import { interleavedHeads } from '../src/flows/bijector.js';
@@ -327,7 +327,7 @@ test('the Optimizer (fused adamStep on wasm) equals Adam and Adamax written as t
         one.forEach((x, j) => assert.deepEqual(Array.from(x.dataSync()), Array.from(two[j]!.dataSync()), `adamStep ${kind} on ${backend}, output ${j}`));
         tf.dispose([...one, ...two, ...grads]);
       }
-      const records = optimizer.records(shapes.map((_, i) => `p${i}`));
+      const records = await optimizer.records(shapes.map((_, i) => `p${i}`));
       shapes.forEach((_, i) => {
         assert.deepEqual(Array.from(params[i]!.dataSync()), Array.from(reference[i]![0]!.dataSync()), `${kind} on ${backend}: parameter ${i}`);
         assert.deepEqual(Array.from(records[i]!.data), Array.from(reference[i]![1]!.dataSync()), `${kind} on ${backend}: first moment ${i}`);

@@ -8,7 +8,7 @@ import { Rng } from '../src/rng.js';
 import type { Bijector, NamedVariable } from '../src/flows/bijector.js';
 import { ActNorm, DiagonalScale, InvConv1x1, ReversePermutation, ShufflePermutation, Squeeze, logAbsDetWithGrad } from '../src/flows/layers.js';
 import { HalfCoupling, MaskedCoupling, couplingMask, type CouplingKind, type MaskType } from '../src/flows/coupling.js';
-import { ConvNet, MLP, ZeroConv, addBias } from '../src/flows/nets.js';
+import { ConvNet, MLP, ZeroConv } from '../src/flows/nets.js';
 import { Chain, Inverse } from '../src/flows/chain.js';
 import { auditBijector, bruteForceLogAbsDet } from '../src/flows/audit.js';
 import * as la from '../src/flows/linalg.js';
@@ -256,22 +256,6 @@ test('chain and inverse', () => {
   assert.deepEqual(chain.leaves().map((l) => l.name), ['c.actnorm', 'c.invconv', 'c.coupling', 'c.inner.permute', 'c.inner.coupling2']);
   assert.throws(() => new Chain('dup', [new ReversePermutation(), new ReversePermutation()]), /two layers are named 'permute'/);
   dispose(chain);
-});
-
-test('addBias: same value and gradients as tf.add', () => {
-  const rng = new Rng(12);
-  const x = randomTensor([2, 3, 3, 5], rng);
-  const b = randomTensor([5], rng);
-  const r = randomTensor([2, 3, 3, 5], rng);
-  const loss = (op: (p: Tensor, q: Tensor) => Tensor) => (p: Tensor, q: Tensor) => tf.sum(tf.mul(op(p, q), r));
-  const [gx1, gb1] = tf.grads(loss(addBias))([x, b]);
-  const [gx2, gb2] = tf.grads(loss((p, q) => tf.add(p, q)))([x, b]);
-  const close = (a: Tensor, c: Tensor) => (a.dataSync() as Float32Array).forEach((v, i) => assert.ok(Math.abs(v - c.dataSync()[i]!) < 1e-5));
-  close(gx1!, gx2!);
-  close(gb1!, gb2!);
-  const [v1, v2] = [addBias(x, b), tf.add(x, b)];
-  close(v1, v2);
-  tf.dispose([x, b, r, gx1!, gb1!, gx2!, gb2!, v1, v2]);
 });
 
 test('interleaved heads: head j is channels j::heads', () => {

@@ -8,7 +8,7 @@ import { tf } from '../src/tf.js';
 import { parseConfigText } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { buildModel, type FlowModel } from '../src/flows/model.js';
-import { lossAndGrads } from '../src/train/trainer.js';
+import { lossAndGrads } from '../src/train/step.js';
 import { ParallelGradients, shares } from '../src/train/parallel.js';
 import type { ModelMeta } from '../src/io/model-io.js';
 import { Rng } from '../src/rng.js';

@@ -18,6 +18,8 @@
 import { tf, type Tensor } from '../tf.js';
 import './gradients.js';
 import { installWasmKernels, wasmKernelsActive, MATMUL_TN, GEMM, PATCHES, SUM_TAPS, RELU_GRAD, ADAM, AFFINE_COUPLING, LERP } from './wasm-kernels.js';
+import { forceStockOps, type Activation, type AdamOptions } from '../kernels/ops.js';
+import { adamStepByOps, lerpByOps } from '../kernels/stock.js';
 
 export type FastGradMode = 'auto' | 'on' | 'off';
 let fastGradMode: FastGradMode = 'auto';
@@ -25,6 +27,7 @@ let fastGradMode: FastGradMode = 'auto';
 /** Forces the fast-gradient paths on or off ('auto': on for wasm and cpu). For tests and the bench. */
 export function setFastGradients(mode: FastGradMode): void {
   fastGradMode = mode;
+  forceStockOps(mode === 'off');
 }
 
 /** Whether conv2d/matMul currently use the custom-gradient paths. */
@@ -369,7 +372,7 @@ export function conv2d(x: Tensor, filter: Tensor): Tensor {
 // repacks on every call (~4.7 ms per 64x14x14x128 dy: 16 of them were 9% of a Glow step). Here the
 // bias gradient rides along with the weight gradient: [Xᵀ; 1ᵀ] · dy gives dW and db in one matmul.
 
-export type Activation = 'linear' | 'relu';
+export type { Activation, AdamOptions };
 
 function activate(y: Tensor, activation: Activation): Tensor {
   return activation === 'relu' ? tf.relu(y) : y;
@@ -562,20 +565,9 @@ export function affineCouplingFused(x: Tensor, h: Tensor, splitAt: number, floor
 // ---------------------------------------------------------------------------------------------
 // Optimizer step
 
-export interface AdamOptions {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  /** Update count, from 1 (bias correction). */
-  t: number;
-  /** Adamax (infinity-norm second moment) instead of Adam. */
-  adamax: boolean;
-}
-
 /**
  * One Adam/Adamax update: returns new [param, m, v] (the caller assigns and disposes them). Exactly
- * the tf-op update below, bit for bit; on wasm one kernel call (FlowAdam) instead of ~15, which with
+ * the tf-op update (adamStepByOps), bit for bit; on wasm one kernel call (FlowAdam) instead of ~15, which with
  * ~200 parameter tensors is most of an optimizer step's cost.
  */
 export function adamStep(param: Tensor, m: Tensor, v: Tensor, g: Tensor, o: AdamOptions): [Tensor, Tensor, Tensor] {
@@ -583,46 +575,12 @@ export function adamStep(param: Tensor, m: Tensor, v: Tensor, g: Tensor, o: Adam
   if (wasmKernelsActive() && [param, m, v, g].every((t) => t.dtype === 'float32')) {
     return tf.engine().runKernel(ADAM, { param, m, v, g }, { ...o }) as unknown as [Tensor, Tensor, Tensor];
   }
-  return tf.tidy(() => {
-    const m2 = tf.add(tf.mul(m, o.beta1), tf.mul(g, 1 - o.beta1));
-    const mHat = tf.div(m2, 1 - Math.pow(o.beta1, o.t));
-    let v2: Tensor;
-    let step: Tensor;
-    if (o.adamax) {
-      v2 = tf.maximum(tf.mul(v, o.beta2), tf.abs(g));
-      step = tf.div(mHat, tf.add(v2, o.eps));
-    } else {
-      v2 = tf.add(tf.mul(v, o.beta2), tf.mul(tf.square(g), 1 - o.beta2));
-      step = tf.div(mHat, tf.add(tf.sqrt(tf.div(v2, 1 - Math.pow(o.beta2, o.t))), o.eps));
-    }
-    return [tf.sub(param, tf.mul(step, o.lr)), m2, v2] as [Tensor, Tensor, Tensor];
-  });
+  return adamStepByOps(param, m, v, g, o);
 }
 
 /** a * w + b * (1 - w) (float32 a and b of one shape): one kernel on wasm, the same values as these tf ops elsewhere. */
 export function lerp(a: Tensor, b: Tensor, w: number): Tensor {
   fastGradientsActive(); // installs the wasm kernels when on wasm
   if (wasmKernelsActive() && a.dtype === 'float32' && b.dtype === 'float32') return tf.engine().runKernel(LERP, { a, b }, { w }) as Tensor;
-  return tf.tidy(() => tf.add(tf.mul(a, w), tf.mul(b, 1 - w)));
-}
-
-/**
- * The global L2 norm of a list of tensors. On wasm and cpu it is accumulated in float64 JS: one read per
- * tensor instead of a square, a sum and an addN kernel per tensor (a few hundred engine calls per training
- * step). On a GPU backend one reduction on the device beats ~200 device-to-host reads.
- */
-export function globalNorm(tensors: Tensor[]): number {
-  const backend = tf.getBackend();
-  if (backend !== 'wasm' && backend !== 'cpu') {
-    const n = tf.tidy(() => tf.sqrt(tf.addN(tensors.map((t) => tf.sum(tf.square(t))))));
-    const value = n.dataSync()[0]!;
-    n.dispose();
-    return value;
-  }
-  let s = 0;
-  for (const t of tensors) {
-    const v = t.dataSync();
-    for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
-  }
-  return Math.sqrt(s);
+  return lerpByOps(a, b, w);
 }

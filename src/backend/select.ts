@@ -1,16 +1,21 @@
-// Picks and starts the TensorFlow.js backend: tensorflow (tfjs-node-gpu, native), wasm or cpu.
+// Picks and starts the TensorFlow.js backend: tensorflow (tfjs-node-gpu, native CUDA), webgpu (Dawn), wasm
+// or cpu. Which Ops the flows run on each is decided in src/kernels/index.ts.
 import { createRequire } from 'node:module';
 import { tf } from '../tf.js';
 import { UserError } from '../errors.js';
 import './gradients.js';
 import { installWasmKernels } from './wasm-kernels.js';
+import { exposeAdapter, findAdapter, hardwareAdapterPossible, webgpuLoadError, WEBGPU_INSTALL_HINT, type WebGpuAdapterReport } from './webgpu.js';
 
-export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+export const BACKEND_CHOICES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 
 export interface SelectedBackend {
   name: string;
   device: 'GPU' | 'CPU';
   notes: string[];
+  /** webgpu only: the adapter in use. */
+  adapter?: WebGpuAdapterReport;
 }
 
 const require = createRequire(import.meta.url);
@@ -63,6 +68,47 @@ async function startTensorflow(): Promise<SelectedBackend> {
   return { name: 'tensorflow', device: gpu ? 'GPU' : 'CPU', notes: gpu ? [] : [CUDA_FALLBACK_NOTE] };
 }
 
+export const SOFTWARE_ADAPTER_NOTE =
+  'backend webgpu is on a software adapter (the CPU emulating a GPU): results are exact, speed is not representative';
+
+/**
+ * WebGPU on the best adapter: hardware, else (only when asked for by name, never in auto) the software one.
+ * Without any: one line saying what to install.
+ */
+async function startWebGpu(allowSoftware: boolean): Promise<SelectedBackend> {
+  const found = await findAdapter(allowSoftware ? 'any' : 'hardware');
+  if (!found) {
+    const why = webgpuLoadError() ?? `no WebGPU adapter found (${allowSoftware ? 'tried the GPU and the software adapter' : 'no hardware adapter'})`;
+    throw new UserError(`--backend webgpu: ${why}; needs ${WEBGPU_INSTALL_HINT}`);
+  }
+  exposeAdapter(found);
+  let ok = false;
+  try {
+    ok = await tf.setBackend('webgpu');
+  } catch (e) {
+    throw new UserError(`--backend webgpu: the adapter (${found.report.device || found.report.description}) did not start: ${firstLine(e)}`);
+  }
+  if (!ok) throw new UserError(`--backend webgpu: tfjs-backend-webgpu did not start on ${found.report.device || found.report.description}`);
+  await tf.ready();
+  failOnDeviceErrors();
+  return { name: 'webgpu', device: found.report.software ? 'CPU' : 'GPU', notes: found.report.software ? [SOFTWARE_ADAPTER_NOTE] : [], adapter: found.report };
+}
+
+/**
+ * WebGPU reports a failed kernel (an invalid pipeline, an exceeded limit) as an event, not an exception,
+ * and the kernel's output is then garbage. A training run must not go on silently: stop with one line.
+ * Exit 1, not 2: it is a failure of the backend, and every checkpoint already written stays intact.
+ */
+function failOnDeviceErrors(): void {
+  const device = (tf.backend() as unknown as { device?: { onuncapturederror: ((e: { error?: { message?: string } }) => void) | null } }).device;
+  if (!device) return;
+  device.onuncapturederror = (event) => {
+    const message = (event.error?.message ?? 'unknown error').split('\n').find((l) => l.trim() !== '')?.trim();
+    process.stderr.write(`flow: webgpu device error: ${message} (a kernel failed; results after it would be wrong, so flow stops here)\n`);
+    process.exit(1);
+  };
+}
+
 async function startWasm(): Promise<SelectedBackend> {
   // The package finds its .wasm files next to its own dist/ (via __dirname), so any cwd works.
   require('@tensorflow/tfjs-backend-wasm');
@@ -85,7 +131,10 @@ async function startCpu(): Promise<SelectedBackend> {
   return { name: 'cpu', device: 'CPU', notes: ['backend cpu is pure JavaScript and slow; wasm is usually 10-30x faster'] };
 }
 
-/** Starts the named backend ('auto': tensorflow if it loads, else wasm, else cpu). */
+/**
+ * Starts the named backend. 'auto': tensorflow when it uses a GPU, else WebGPU on a hardware adapter, else
+ * wasm, else cpu (a software WebGPU adapter only when webgpu is named).
+ */
 export async function selectBackend(name: BackendChoice): Promise<SelectedBackend> {
   let selected: SelectedBackend;
   switch (name) {
@@ -99,27 +148,40 @@ export async function selectBackend(name: BackendChoice): Promise<SelectedBacken
         throw new UserError(`--backend wasm: @tensorflow/tfjs-backend-wasm failed to load (${firstLine(e)}); try --backend cpu`);
       }
       break;
+    case 'webgpu':
+      selected = await startWebGpu(true);
+      break;
     case 'cpu':
       selected = await startCpu();
       break;
-    case 'auto': {
-      const notes: string[] = [];
-      selected = await startTensorflow().catch(async () => {
-        try {
-          return await startWasm();
-        } catch (e) {
-          notes.push(`backend wasm failed to load (${firstLine(e)}); using cpu`);
-          return startCpu();
-        }
-      });
-      selected.notes.unshift(...notes);
+    case 'auto':
+      selected = await startAuto();
       break;
-    }
     default:
-      throw new UserError(`--backend ${String(name)}: unknown backend; expected one of auto, tensorflow, wasm, cpu`);
+      throw new UserError(`--backend ${String(name)}: unknown backend; expected one of ${BACKEND_CHOICES.join(', ')}`);
   }
   current = selected;
   return selected;
+}
+
+async function startAuto(): Promise<SelectedBackend> {
+  const notes: string[] = [];
+  const gpuTensorflow = await startTensorflow().catch(() => null);
+  if (gpuTensorflow?.device === 'GPU') return gpuTensorflow;
+  if (gpuTensorflow) notes.push('backend tensorflow runs on the CPU here (see flow doctor); not using it');
+  // Dawn prints its own warnings when it finds no Vulkan loader, so only ask where one exists.
+  if (hardwareAdapterPossible()) {
+    const webgpu = await startWebGpu(false).catch(() => null);
+    if (webgpu) return { ...webgpu, notes: [...notes, ...webgpu.notes] };
+  }
+  try {
+    const wasm = await startWasm();
+    return { ...wasm, notes: [...notes, ...wasm.notes] };
+  } catch (e) {
+    notes.push(`backend wasm failed to load (${firstLine(e)}); using cpu`);
+    const cpu = await startCpu();
+    return { ...cpu, notes: [...notes, ...cpu.notes] };
+  }
 }
 
 /** One start-up line, e.g. `backend: wasm (CPU, SIMD)`. */
@@ -132,6 +194,9 @@ export function describeBackend(): string {
     if (tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT')) details.push('threads');
   } else if (name === 'cpu') {
     details.push('pure JS');
+  } else if (name === 'webgpu' && current?.adapter) {
+    const a = current.adapter;
+    details.push(`${a.software ? 'software adapter' : 'hardware adapter'} ${a.device || a.description || a.vendor} via ${a.dawnBackend}`);
   }
   return `backend: ${name} (${details.join(', ')})`;
 }

@@ -1,20 +1,20 @@
 // Pieces every command shares: backend start-up, option parsing, output.
-import { selectBackend } from '../backend/select.js';
+import { BACKEND_CHOICES, describeBackend, selectBackend, type BackendChoice } from '../backend/select.js';
 import { UserError } from '../errors.js';
 import { tf } from '../tf.js';
 import { ParallelGradients } from '../train/parallel.js';
 import type { Config } from '../config/schema.js';
 import type { ModelMeta } from '../io/model-io.js';
 
-export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+export type BackendName = BackendChoice;
 
 /** Starts the backend and prints it once (stderr, so stdout stays machine-readable). */
 export async function startBackend(name: string, quiet = false): Promise<void> {
-  if (!['auto', 'tensorflow', 'wasm', 'cpu'].includes(name)) {
-    throw new UserError(`--backend ${name}: unknown backend; expected one of auto, tensorflow, wasm, cpu`);
+  if (!(BACKEND_CHOICES as readonly string[]).includes(name)) {
+    throw new UserError(`--backend ${name}: unknown backend; expected one of ${BACKEND_CHOICES.join(', ')}`);
   }
   const b = await selectBackend(name as BackendName);
-  if (!quiet) process.stderr.write(`backend: ${b.name} (${b.device})\n`);
+  if (!quiet) process.stderr.write(`${describeBackend()}\n`);
   for (const note of b.notes) process.stderr.write(`${note}\n`);
 }
 

@@ -53,7 +53,7 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
     const nBins = 2 ** config.data.n_bits;
     parallel = await inferenceThreads(flags.threads, config, meta);
     const started = performance.now();
-    const logp = perExampleLogProb(model, split, data.shape, data.kind, {
+    const logp = await perExampleLogProb(model, split, data.shape, data.kind, {
       nBits: config.data.n_bits,
       seed,
       batchSize: flags.batchSize,

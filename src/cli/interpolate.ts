@@ -40,7 +40,7 @@ export function register(program: Command): void {
     .option('--split <split>', 'test or train', 'test')
     .option('--mode <mode>', 'linear, spherical, or both (one row each)', 'both')
     .option('--out <file.png>', 'where to write the strip (default <run>/samples/interpolate-<i>-<j>-step<step>.png)')
-    .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
+    .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
     .option('--json', 'print what was written as one JSON object')
     .option('--quiet', 'print nothing on success')
     .action(run((flags: InterpolateFlags) => interpolateCommand(flags)));

@@ -48,7 +48,7 @@ export function register(program: Command): void {
     .option('--eval-batch <n>', 'examples per forward pass', parseIntOption('--eval-batch', 1), 256)
     .option('--seed <s>', 'dequantisation-noise, subset and bootstrap seed (default: the run\'s seed)', parseIntOption('--seed', 0))
     .option('--plot <file.png>', 'write the bits/dim histograms of in and out data (.png or .svg)')
-    .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
+    .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
     .option('--json', 'print the result as one JSON object')
     .option('--quiet', 'no progress lines on stderr')
     .action(run((flags: OodFlags) => oodCommand(flags)));

@@ -47,7 +47,7 @@ export function register(program: Command): void {
     .option('--range <x0,x1,y0,y1>', "plotting domain (default: the data's bounding box, padded and squared)")
     .option('--log', 'colour by log p(x) (down to 10 nats below the peak) instead of p(x)')
     .option('--seed <s>', 'sample noise seed', parseIntOption('--seed', 0), 0)
-    .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
+    .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
     .option('--json', 'print what was written (and the integral) as one JSON object')
     .option('--quiet', 'print nothing on success')
     .action(run((flags: DensityFlags) => densityCommand(flags)));

@@ -36,7 +36,7 @@ export function register(program: Command): void {
     .option('--split <split>', 'test or train', 'test')
     .option('--cols <k>', 'images per row (originals and reconstructions alternate by row band)', parseIntOption('--cols', 1), 16)
     .option('--out <file.png>', 'where to write the PNG (default <run>/samples/reconstruct-step<step>.png)')
-    .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
+    .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
     .option('--json', 'print what was written as one JSON object')
     .option('--quiet', 'print nothing on success')
     .action(run((flags: ReconstructFlags) => reconstructCommand(flags)));

@@ -61,7 +61,7 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
         ? tf.tensor1d(Array.from({ length: perRow }, (_, i) => flags.class ?? i % meta.numClasses!), 'int32')
         : undefined;
       const x = draw(perRow, t, rngs, labels);
-      rows.push(toPixels(x.dataSync() as Float32Array, meta.nBits));
+      rows.push(toPixels((await x.data()) as Float32Array, meta.nBits));
       x.dispose();
       labels?.dispose();
     }
@@ -121,7 +121,7 @@ async function sampleShard(meta: LoadedModel['meta'], r: RunInfo, flags: SampleF
     const idx = indices.slice(s, s + 64);
     const labels = meta.numClasses ? tf.tensor1d(idx.map((i) => flags.class ?? i % meta.numClasses!), 'int32') : undefined;
     const x = draw(idx.length, r.temps[0]!, idx.map((i) => sampleNoiseRng(flags.seed, i)), labels);
-    const pixels = toPixels(x.dataSync() as Float32Array, meta.nBits);
+    const pixels = toPixels((await x.data()) as Float32Array, meta.nBits);
     x.dispose();
     labels?.dispose();
     for (let j = 0; j < idx.length; j++) {

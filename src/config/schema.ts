@@ -72,7 +72,7 @@ export const ConfigSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ - only').default('run').describe("run name: checkpoints go to <runs_dir>/<name>"),
   runs_dir: z.string().default('runs').describe("directory holding run directories and the 'latest' link"),
   seed: int().min(0).default(0).describe("seed for initialisation, data order, dequantisation and sample noise"),
-  backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto').describe("auto = tfjs-node-gpu if it loads, else wasm, else cpu"),
+  backend: z.enum(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu']).default('auto').describe("auto = tfjs-node-gpu on a GPU, else WebGPU on a hardware adapter, else wasm, else cpu"),
   data: DataSchema.default(DataSchema.parse({})),
   model: ModelSchema.default(ModelSchema.parse({})),
   train: TrainSchema.default(TrainSchema.parse({})),

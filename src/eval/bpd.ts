@@ -53,8 +53,11 @@ export function imageBatch(split: Split, shape: number[], idx: ArrayLike<number>
   return out;
 }
 
-/** log p(x) in nats for every listed example (images: of the dequantised input). */
-export function perExampleLogProb(model: FlowModel, split: Split, shape: number[], kind: 'image' | 'vector', opts: EvalOptions): Float64Array {
+/**
+ * log p(x) in nats for every listed example (images: of the dequantised input). Async because a GPU
+ * backend can only read results back asynchronously (one read per batch).
+ */
+export async function perExampleLogProb(model: FlowModel, split: Split, shape: number[], kind: 'image' | 'vector', opts: EvalOptions): Promise<Float64Array> {
   const all = opts.indices ?? Array.from({ length: split.n }, (_, i) => i);
   const dims = shape.reduce((a, b) => a * b, 1);
   const out = new Float64Array(all.length);
@@ -71,18 +74,12 @@ export function perExampleLogProb(model: FlowModel, split: Split, shape: number[
       const labels = split.labels && model.numClasses ? tf.tensor1d(idx.map((i) => split.labels![i]!), 'int32') : undefined;
       return opts.logProb ? opts.logProb(xt, labels) : model.logProb(xt, labels);
     });
-    const values = logp.dataSync();
+    const values = await logp.data();
     logp.dispose();
     for (let j = 0; j < idx.length; j++) out[s + j] = values[j]!;
     opts.onBatch?.(Math.min(s + opts.batchSize, all.length), all.length);
   }
   return out;
-}
-
-export function perExampleBpd(model: FlowModel, split: Split, shape: number[], opts: EvalOptions): Float64Array {
-  const dims = shape.reduce((a, b) => a * b, 1);
-  const logp = perExampleLogProb(model, split, shape, 'image', opts);
-  return logp.map((l) => bitsPerDim(l, dims, 2 ** opts.nBits));
 }
 
 export interface MeanWithError { mean: number; stderr: number; n: number }

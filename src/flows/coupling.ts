@@ -13,7 +13,7 @@ import {
   selectChannels,
   sumExceptBatch,
 } from './bijector.js';
-import { affineCouplingFused, fusedCouplingAvailable } from '../backend/ops.js';
+import { ops } from '../kernels/index.js';
 import type { Net } from './nets.js';
 
 export type CouplingKind = 'affine' | 'additive';
@@ -54,11 +54,16 @@ export class HalfCoupling implements Bijector {
     return [shift, tf.log(tf.add(this.scaleFloor, tf.mul(1 - this.scaleFloor, tf.sigmoid(z))))];
   }
 
-  /** Affine couplings in eval and sampling: one fused kernel instead of ~12 (null when it does not apply). */
+  /**
+   * Affine couplings as one fused kernel where the backend's Ops have one that applies now (wasm in eval
+   * and sampling: one kernel instead of ~12); null otherwise.
+   */
   private fused(x: Tensor, inverse: boolean): { y: Tensor; logdet: Tensor } | null {
-    if (this.kind !== 'affine' || !fusedCouplingAvailable()) return null;
+    if (this.kind !== 'affine') return null;
+    const kernel = ops().affineCouplingKernel();
+    if (!kernel) return null;
     const a = selectChannels(x, Array.from({ length: this.splitAt }, (_, i) => i));
-    return affineCouplingFused(x, this.net.apply(a), this.splitAt, this.scaleFloor, inverse);
+    return kernel(x, this.net.apply(a), this.splitAt, this.scaleFloor, inverse);
   }
 
   forward(x: Tensor): ForwardResult {

@@ -3,7 +3,7 @@
 // except Squeeze, on [B, D] vectors too (the last axis is the channel axis).
 import { tf, type Tensor } from '../tf.js';
 import type { Rng } from '../rng.js';
-import { fastGradientsActive, matMul } from '../backend/ops.js';
+import { ops } from '../kernels/index.js';
 import {
   type Bijector,
   type ForwardResult,
@@ -69,14 +69,19 @@ export class ActNorm implements Bijector {
     return this.initializedFlag.dataSync()[0] === 1;
   }
 
-  /** loc = -mean, logs = -log(std + 1e-6) over every axis but the channel one; a no-op once done. */
+  /**
+   * loc = -mean, logs = -log(std + 1e-6) over every axis but the channel one; a no-op once done. The
+   * flag gates the assignment on the device (v·1 + w·0 = v exactly), so nothing is read back to the host.
+   */
   initialize(x: Tensor): void {
-    if (this.isInitialized) return;
     tf.tidy(() => {
       const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
       const { mean, variance } = tf.moments(x, axes);
-      this.loc.assign(tf.neg(mean));
-      this.logs.assign(tf.neg(tf.log(tf.add(tf.sqrt(variance), 1e-6))));
+      const done = this.initializedFlag;
+      const fresh = tf.sub(1, done);
+      const keepOr = (old: Tensor, next: Tensor) => tf.add(tf.mul(old, done), tf.mul(next, fresh));
+      this.loc.assign(keepOr(this.loc, tf.neg(mean)));
+      this.logs.assign(keepOr(this.logs, tf.neg(tf.log(tf.add(tf.sqrt(variance), 1e-6)))));
       this.initializedFlag.assign(tf.scalar(1));
     });
   }
@@ -175,7 +180,7 @@ export class InvConv1x1 implements Bijector {
   /** W as a new tensor (differentiable in the trainable parameters; the caller may dispose it). */
   weight(): Tensor {
     if (!this.lu) return tf.clone(this.weightVar!);
-    if (!fastGradientsActive()) return this.luWeightByOps();
+    if (!ops().hostMemory) return this.luWeightByOps();
     return this.luWeight(false);
   }
 
@@ -187,7 +192,7 @@ export class InvConv1x1 implements Bijector {
     const l = tf.add(tf.mul(this.lower!, lmask), eye);
     const diag = tf.mul(eye, tf.reshape(tf.mul(this.sign!, tf.exp(this.logs!)), [1, c]));
     const u = tf.add(tf.mul(this.upper!, tf.transpose(lmask)), diag);
-    return matMul(matMul(this.perm!, l), u);
+    return ops().matMul(ops().matMul(this.perm!, l), u);
   }
 
   /**
@@ -239,7 +244,42 @@ export class InvConv1x1 implements Bijector {
   /** log|det W| as a scalar tensor. */
   logAbsDet(): Tensor {
     if (this.lu) return tf.sum(this.logs!);
+    if (!ops().hostMemory) {
+      throw new Error(`${this.name}: an invertible 1x1 conv with model.lu: false takes its log-determinant on the host; use model.lu: true on GPU backends`);
+    }
     return logAbsDetWithGrad(this.weightVar!);
+  }
+
+  /**
+   * W^{-1} on the device, for backends whose tensors are not in host memory. From the LU factors:
+   * W^{-1} = U^{-1} L^{-1} Pᵀ, and for a strictly triangular (so nilpotent, Nᶜ = 0) N,
+   * (I + N)^{-1} = (I - N)(I + N²)(I + N⁴)…: ceil(log2 C) exact-in-theory matmul pairs, no host read.
+   */
+  private inverseWeightOnDevice(): Tensor {
+    if (!this.lu) {
+      throw new Error(`${this.name}: an invertible 1x1 conv with model.lu: false inverts its weight on the host; use model.lu: true on GPU backends`);
+    }
+    const c = this.channels;
+    return tf.tidy(() => {
+      const lmask = tf.tensor2d(this.strictLowerMask, [c, c]);
+      const eye = tf.eye(c);
+      const unitInverse = (n: Tensor): Tensor => {
+        // (I + N)^{-1} = Π_k (I + (-N)^(2^k)) for 2^k < C.
+        let power = tf.neg(n);
+        let out = tf.add(eye, power);
+        for (let span = 2; span < c; span *= 2) {
+          power = tf.matMul(power as tf.Tensor2D, power as tf.Tensor2D);
+          out = tf.matMul(out as tf.Tensor2D, tf.add(eye, power) as tf.Tensor2D);
+        }
+        return out;
+      };
+      const lowerInv = unitInverse(tf.mul(this.lower!, lmask));
+      const diag = tf.mul(this.sign!, tf.exp(this.logs!));
+      // U = D (I + D^{-1} M), so U^{-1} = (I + D^{-1} M)^{-1} D^{-1}.
+      const scaledUpper = tf.div(tf.mul(this.upper!, tf.transpose(lmask)), tf.reshape(diag, [c, 1]));
+      const upperInv = tf.div(unitInverse(scaledUpper), tf.reshape(diag, [1, c]));
+      return tf.matMul(tf.matMul(upperInv as tf.Tensor2D, lowerInv as tf.Tensor2D), this.perm! as tf.Tensor2D, false, true);
+    });
   }
 
   /** W^{-1} in float64 JS (sampling only: not differentiable). */
@@ -269,7 +309,7 @@ export class InvConv1x1 implements Bijector {
     const c = this.channels;
     if (x.shape[x.rank - 1] !== c) throw new Error(`${this.name}: expected ${c} channels, got [${x.shape}]`);
     const flat = tf.reshape(x, [x.size / c, c]);
-    return tf.reshape(matMul(flat, weightT), x.shape);
+    return tf.reshape(ops().matMul(flat, weightT), x.shape);
   }
 
   private logdet(x: Tensor): Tensor {
@@ -277,14 +317,15 @@ export class InvConv1x1 implements Bijector {
   }
 
   forward(x: Tensor): ForwardResult {
-    const weightT = this.lu && fastGradientsActive() ? this.luWeight(true) : tf.transpose(this.weight());
+    const weightT = this.lu && ops().hostMemory ? this.luWeight(true) : tf.transpose(this.weight());
     return { y: this.apply(x, weightT), logdet: this.logdet(x) };
   }
 
   inverse(y: Tensor): InverseResult {
-    const winvT = la.transpose(this.inverseWeight(), this.channels);
-    const x = this.apply(y, tf.tensor2d(toF32(winvT), [this.channels, this.channels]));
-    return { x, logdet: tf.neg(this.logdet(y)) };
+    const winvT = ops().hostMemory
+      ? tf.tensor2d(toF32(la.transpose(this.inverseWeight(), this.channels)), [this.channels, this.channels])
+      : tf.transpose(this.inverseWeightOnDevice());
+    return { x: this.apply(y, winvT), logdet: tf.neg(this.logdet(y)) };
   }
 
   variables(): NamedVariable[] {
@@ -338,7 +379,7 @@ export class ShufflePermutation implements Bijector {
   }
   private apply(x: Tensor, m: Tensor): Tensor {
     const c = this.channels;
-    return tf.reshape(matMul(tf.reshape(x, [x.size / c, c]), m), x.shape);
+    return tf.reshape(ops().matMul(tf.reshape(x, [x.size / c, c]), m), x.shape);
   }
   forward(x: Tensor): ForwardResult {
     return { y: this.apply(x, tf.transpose(this.matrix())), logdet: tf.zeros([x.shape[0]!]) };

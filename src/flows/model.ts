@@ -445,7 +445,8 @@ class Flow implements FlowModel {
 
   initialize(x: Tensor, _labels?: Tensor): void {
     this.checkInput(x);
-    if (this.initialized) return;
+    // No early return on `initialized`: that reads a flag back from the device. ActNorm's own
+    // initialize is a no-op once done, so a second call changes nothing.
     tf.tidy(() => {
       let h = x;
       for (const level of this.levels) {

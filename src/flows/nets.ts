@@ -1,10 +1,10 @@
 // The networks inside couplings and priors. Every convolution and matmul goes through
-// src/backend/ops.ts; biases are added after the op. The last layer of each network is
+// the backend's Ops (src/kernels/); biases are added after the op. The last layer of each network is
 // zero-initialised and multiplied by exp(3 * logscale) (openai/glow's conv2d_zeros), so an
 // untrained coupling outputs zeros.
 import { tf, type Tensor } from '../tf.js';
 import type { Rng } from '../rng.js';
-import { type Activation, convLayer, denseLayer, matMul } from '../backend/ops.js';
+import { ops, type Activation } from '../kernels/index.js';
 import { type NamedVariable, interleavedHeads, newVariable, prefixed } from './bijector.js';
 
 export interface Net {
@@ -17,32 +17,13 @@ export interface Net {
   variables(): NamedVariable[];
 }
 
-// tf.customGrad's typings take a variadic (...args: Tensor[]) function, hence the casts.
-type CustomGradFn = Parameters<typeof tf.customGrad>[0];
-
-/**
- * x + bias over the last axis. Same value as tf.add; the bias gradient is ones[1,N] . dy[N,C] instead
- * of a sum over the leading axes, which tfjs computes via a transpose (~50x slower on wasm for [12544, 128]).
- */
-export const addBias = tf.customGrad(((x: Tensor, bias: Tensor) => {
-  const c = bias.size;
-  return {
-    value: tf.add(x, bias),
-    gradFunc: (dy: Tensor) => {
-      const n = dy.size / c;
-      const db = tf.reshape(matMul(tf.ones([1, n]), tf.reshape(dy, [n, c])), [c]);
-      return [tf.clone(dy), db];
-    },
-  };
-}) as unknown as CustomGradFn) as unknown as (x: Tensor, bias: Tensor) => Tensor;
-
 /** Uniform(+-1/sqrt(fan_in)): PyTorch's default weight scale, as the reference Glow uses. */
 function initWeights(n: number, fanIn: number, rng: Rng): Float32Array {
   const bound = 1 / Math.sqrt(fanIn);
   return rng.uniformArray(n, -bound, bound);
 }
 
-/** Stride-1 'same' convolution with bias, then the activation (one fused op, src/backend/ops.ts). */
+/** Stride-1 'same' convolution with bias, then the activation (one fused op, the backend's Ops (src/kernels/)). */
 export class Conv implements Net {
   readonly kernel: tf.Variable;
   readonly bias: tf.Variable;
@@ -58,7 +39,7 @@ export class Conv implements Net {
     this.bias = newVariable(new Float32Array(outChannels), [outChannels]);
   }
   apply(x: Tensor): Tensor {
-    return convLayer(x, this.kernel, this.bias, this.activation);
+    return ops().convLayer(x, this.kernel, this.bias, this.activation);
   }
   applyHeads(x: Tensor, heads: number): Tensor[] {
     return interleavedHeads(this.apply(x), heads);
@@ -82,7 +63,7 @@ export class ZeroConv implements Net {
     this.logscale = newVariable(new Float32Array(outChannels), [outChannels]);
   }
   apply(x: Tensor): Tensor {
-    return tf.mul(convLayer(x, this.kernel, this.bias), tf.exp(tf.mul(this.logscale, 3)));
+    return tf.mul(ops().convLayer(x, this.kernel, this.bias, 'linear'), tf.exp(tf.mul(this.logscale, 3)));
   }
   applyHeads(x: Tensor, heads: number): Tensor[] {
     return interleavedHeads(this.apply(x), heads);
@@ -110,7 +91,7 @@ export class Dense implements Net {
     this.bias = newVariable(new Float32Array(outputs), [outputs]);
   }
   apply(x: Tensor): Tensor {
-    return denseLayer(x, this.kernel, this.bias, this.activation);
+    return ops().denseLayer(x, this.kernel, this.bias, this.activation);
   }
   applyHeads(x: Tensor, heads: number): Tensor[] {
     return interleavedHeads(this.apply(x), heads);
@@ -134,7 +115,7 @@ export class ZeroDense implements Net {
     this.logscale = newVariable(new Float32Array(outputs), [outputs]);
   }
   apply(x: Tensor): Tensor {
-    return tf.mul(denseLayer(x, this.kernel, this.bias), tf.exp(tf.mul(this.logscale, 3)));
+    return tf.mul(ops().denseLayer(x, this.kernel, this.bias, 'linear'), tf.exp(tf.mul(this.logscale, 3)));
   }
   applyHeads(x: Tensor, heads: number): Tensor[] {
     return interleavedHeads(this.apply(x), heads);

@@ -18,8 +18,8 @@ export interface ModelMeta {
   nBits: number;
 }
 
-export function modelRecords(model: FlowModel): TensorRecord[] {
-  return model.variables().map(([name, v]) => record(`model.${name}`, v));
+export function modelRecords(model: FlowModel): Promise<TensorRecord[]> {
+  return Promise.all(model.variables().map(([name, v]) => record(`model.${name}`, v)));
 }
 
 export function assignModel(model: FlowModel, byName: Map<string, TensorRecord>, source: string): void {

@@ -138,10 +138,10 @@ export async function runOod(o: OodRunOptions): Promise<OodRunResult> {
   const inDs = await loadChecked(inCfg, `--in ${describeSpec(o.inSpec, config.data)}`, meta, config.seed);
   const outDs = await loadChecked(o.outSpec.data, `--out ${o.outSpec.spec}`, meta, config.seed);
 
-  const bpdOf = (split: Split, rows: ArrayLike<number>, label: string): Float64Array => {
+  const bpdOf = async (split: Split, rows: ArrayLike<number>, label: string): Promise<Float64Array> => {
     const t0 = performance.now();
     log(`scoring ${label}: ${rows.length} examples`);
-    const logp = perExampleLogProb(model, split, meta.dataShape, 'image', {
+    const logp = await perExampleLogProb(model, split, meta.dataShape, 'image', {
       nBits,
       seed: o.seed,
       batchSize: o.evalBatch,
@@ -168,7 +168,7 @@ export async function runOod(o: OodRunOptions): Promise<OodRunResult> {
 
   const score = async (rows: Split, ds: Dataset, spec: string, split: SplitChoice): Promise<ScoredSet> => {
     const order = randomRows(rng, rows.n, o.limit);
-    const bpd = bpdOf(rows, order, `${ds.name} ${split}`);
+    const bpd = await bpdOf(rows, order, `${ds.name} ${split}`);
     const pngBits = await pngComplexityBitsBatch(gatherPixels(rows, order, dims, nBits), order.length, h, w, c);
     return { spec, name: ds.name, split, bpd, pngBits };
   };
@@ -182,7 +182,7 @@ export async function runOod(o: OodRunOptions): Promise<OodRunResult> {
   if (seen === 0) throw new UserError(`--in ${inSpecText}: the training split is empty; the typicality test needs training examples for its mean NLL`);
   const seenOrder = rng.permutation(seen);
   const meanRows = seenOrder.subarray(0, Math.min(o.trainExamples, seen));
-  const trainBpd = bpdOf(inDs.train, meanRows, `${inDs.name} train (training mean)`);
+  const trainBpd = await bpdOf(inDs.train, meanRows, `${inDs.name} train (training mean)`);
   const trainMeanBpd = trainBpd.reduce((a, b) => a + b, 0) / trainBpd.length;
 
   let calibration: CalibrationSource;
@@ -198,12 +198,12 @@ export async function runOod(o: OodRunOptions): Promise<OodRunResult> {
     typicalIn = scoredIn.bpd.slice(half);
   } else if (seen < trainN) {
     calibration = 'held-out-train';
-    heldOutBpd = bpdOf(inDs.train, randomRows(rng, trainN - seen, o.calibrationExamples, seen), `${inDs.name} train, unseen in training (threshold calibration)`);
+    heldOutBpd = await bpdOf(inDs.train, randomRows(rng, trainN - seen, o.calibrationExamples, seen), `${inDs.name} train, unseen in training (threshold calibration)`);
   } else {
     calibration = 'train';
     const rest = seenOrder.subarray(meanRows.length, meanRows.length + o.calibrationExamples);
     if (rest.length === 0) throw new UserError(`--train-examples ${o.trainExamples} uses every training example; none are left to calibrate the typicality threshold (lower it, or use --calibrate-on test)`);
-    heldOutBpd = bpdOf(inDs.train, rest, `${inDs.name} train (threshold calibration)`);
+    heldOutBpd = await bpdOf(inDs.train, rest, `${inDs.name} train (threshold calibration)`);
   }
 
   const report = evaluateOod({

@@ -3,7 +3,7 @@
 // learning rate, the raw weights jitter from step to step; their average scores a steadier (and
 // usually lower) test bpd. The averages are checkpointed (`average.<param>`) so resumes stay exact.
 import { tf } from '../tf.js';
-import { lerp } from '../backend/ops.js';
+import { ops } from '../kernels/index.js';
 import { record } from './optimizer.js';
 import type { TensorRecord } from '../io/checkpoint.js';
 
@@ -33,7 +33,7 @@ export class WeightAverage {
   update(t: number): void {
     const d = WeightAverage.decayAt(this.decay, t);
     this.shadow.forEach((s, i) => {
-      const next = lerp(s, this.params[i]!, d);
+      const next = ops().lerp(s, this.params[i]!, d);
       s.assign(next);
       next.dispose();
     });
@@ -56,8 +56,8 @@ export class WeightAverage {
     }
   }
 
-  records(paramNames: string[]): TensorRecord[] {
-    return this.shadow.map((s, i) => record(averageRecordName(paramNames[i]!), s));
+  records(paramNames: string[]): Promise<TensorRecord[]> {
+    return Promise.all(this.shadow.map((s, i) => record(averageRecordName(paramNames[i]!), s)));
   }
 
   /** Loads the averages from checkpoint records; without them (averaging switched on mid-run) restarts at the weights. */

@@ -1,6 +1,6 @@
 // A worker for src/train/parallel.ts: its own tfjs backend and a copy of the model. After start-up it
 // blocks on its shared control words; per request it loads the weights the main thread wrote,
-// computes its rows (loss and gradients with trainer.ts's lossAndGrads, log-densities, or samples),
+// computes its rows (loss and gradients with step.ts's lossAndGrads, log-densities, or samples),
 // writes the results back and wakes the main thread. It takes no event-loop turns while serving, so
 // all traffic is shared memory (plus a MessagePort read synchronously for buffer swaps and errors).
 import { parentPort, workerData, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
@@ -10,7 +10,7 @@ import type { ModelMeta } from '../io/model-io.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
 import { buildModel, type FlowModel } from '../flows/model.js';
 import { Rng } from '../rng.js';
-import { lossAndGrads } from './trainer.js';
+import { lossAndGrads } from './step.js';
 import { CTL, COMMAND, F64, HEADER_BYTES, type IoLayout, type VariableInfo, type WorkerMessage } from './parallel.js';
 
 interface Start {

@@ -2,7 +2,7 @@
 // checkpoint stores and restores exactly, and the step count is ours to resume.
 import { tf } from '../tf.js';
 import type { TensorRecord } from '../io/checkpoint.js';
-import { adamStep } from '../backend/ops.js';
+import { ops } from '../kernels/index.js';
 
 export type OptimizerKind = 'adam' | 'adamax';
 
@@ -29,7 +29,7 @@ export class Optimizer {
     const o = { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, t: this.t, adamax: this.kind === 'adamax' };
     for (let i = 0; i < this.params.length; i++) {
       // adamStep is one fused kernel on wasm (the tf-op update elsewhere), bit for bit the same.
-      const [p, m, v] = adamStep(this.params[i]!, this.m[i]!, this.v[i]!, grads[i]!, o);
+      const [p, m, v] = ops().adamStep(this.params[i]!, this.m[i]!, this.v[i]!, grads[i]!, o);
       this.params[i]!.assign(p);
       this.m[i]!.assign(m);
       this.v[i]!.assign(v);
@@ -38,11 +38,11 @@ export class Optimizer {
   }
 
   /** Moments as checkpoint records, named after the parameter names given. */
-  records(paramNames: string[]): TensorRecord[] {
-    const out: TensorRecord[] = [];
-    this.m.forEach((m, i) => out.push(record(`optimizer.m.${paramNames[i]}`, m)));
-    this.v.forEach((v, i) => out.push(record(`optimizer.v.${paramNames[i]}`, v)));
-    return out;
+  records(paramNames: string[]): Promise<TensorRecord[]> {
+    return Promise.all([
+      ...this.m.map((m, i) => record(`optimizer.m.${paramNames[i]}`, m)),
+      ...this.v.map((v, i) => record(`optimizer.v.${paramNames[i]}`, v)),
+    ]);
   }
 
   restore(paramNames: string[], byName: Map<string, TensorRecord>): void {
@@ -63,8 +63,9 @@ export class Optimizer {
   }
 }
 
-export function record(name: string, t: tf.Tensor): TensorRecord {
-  return { name, shape: t.shape.slice(), dtype: 'float32', data: t.dataSync() as Float32Array };
+/** A tensor's values as a checkpoint record (read asynchronously: GPU backends can read no other way). */
+export async function record(name: string, t: tf.Tensor): Promise<TensorRecord> {
+  return { name, shape: t.shape.slice(), dtype: 'float32', data: (await t.data()) as Float32Array };
 }
 
 export type LrSchedule = 'constant' | 'linear' | 'cosine';

@@ -7,7 +7,7 @@
 //
 // Everything moves through SharedArrayBuffers and Atomics: the main thread writes the weights and
 // each worker's rows, wakes the workers, computes its own share, then blocks until they are done.
-// So every method stays synchronous, like src/train/trainer.ts's lossAndGrads, and needs no event-loop
+// So every method stays synchronous, like src/train/step.ts's lossAndGrads, and needs no event-loop
 // turn. A batch is split by a fixed rule and every share is computed deterministically, so the same
 // inputs give bitwise the same results (exact resume holds).
 import { Worker, MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
@@ -16,17 +16,10 @@ import type { Config } from '../config/schema.js';
 import type { FlowModel } from '../flows/model.js';
 import type { ModelMeta } from '../io/model-io.js';
 import type { Rng } from '../rng.js';
-import { lossAndGrads as singleLossAndGrads } from './trainer.js';
+import { lossAndGrads as singleLossAndGrads, type Batch, type ObjectiveOptions } from './step.js';
 import { UserError } from '../errors.js';
 
-/** The trainer's batch: images or vectors [B, ...], labels [B] for class-conditional models. */
-export interface Batch {
-  x: tf.Tensor;
-  labels?: tf.Tensor1D;
-}
-
-/** The objective's constants, as src/train/trainer.ts's lossAndGrads takes them. */
-export type ObjectiveOptions = Parameters<typeof singleLossAndGrads>[3];
+export type { Batch, ObjectiveOptions };
 
 /** One variable of the model as the worker reports it (model.variables() order). */
 export interface VariableInfo {
@@ -196,7 +189,7 @@ export class ParallelGradients {
   }
 
   /**
-   * Loss and gradients of the objective over the whole batch, exactly as trainer.ts's lossAndGrads
+   * Loss and gradients of the objective over the whole batch, exactly as step.ts's lossAndGrads
    * returns them (the caller disposes both), computed on all threads.
    */
   lossAndGrads(model: FlowModel, params: tf.Variable[], batch: Batch, o: ObjectiveOptions): { loss: tf.Scalar; grads: tf.Tensor[] } {

@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.js';
 import { dumpConfig } from '../config/load.js';
 import { checkConsistency, checkDatasetConsistency } from '../config/validate.js';
 import { loadDataset, type Dataset } from '../data/index.js';
-import { BatchIterator, toModelInput, toPixels } from '../data/preprocess.js';
+import { BatchIterator, toPixels } from '../data/preprocess.js';
 import { buildModel, countParameters, type FlowModel } from '../flows/model.js';
 import { saveCheckpoint, latestCheckpoint, loadCheckpoint, assertCompatible, type TensorRecord } from '../io/checkpoint.js';
 import { atomicWriteFile, toStorageError } from '../io/atomic.js';
@@ -15,10 +15,10 @@ import { acquireRunLock } from '../io/lock.js';
 import { modelRecords, assignModel, recordsByName, type ModelMeta } from '../io/model-io.js';
 import { markLatest, runDirOf } from '../io/run.js';
 import { writeGrid } from '../io/png.js';
-import { bpdTensor, nllPerDimTensor, perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
+import { perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
 import { Optimizer, learningRate, runProgress } from './optimizer.js';
 import { ParallelGradients } from './parallel.js';
-import { globalNorm } from '../backend/ops.js';
+import { initializeModel, makeBatch, trainStep } from './step.js';
 import { WeightAverage } from './average.js';
 import type { TrainLogger } from './logger.js';
 import { Rng } from '../rng.js';
@@ -158,7 +158,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
       st.optimizerT = optimizer.t;
       st.iterator = iterator.getState();
       st.noiseRng = noiseRng.state;
-      const tensors: TensorRecord[] = [...modelRecords(model), ...optimizer.records(paramNames), ...(average?.records(paramNames) ?? [])];
+      const tensors: TensorRecord[] = [...(await modelRecords(model)), ...(await optimizer.records(paramNames)), ...(average ? await average.records(paramNames) : [])];
       const bad = tensors.find((t) => !allFinite(t.data));
       if (bad) throw new FlowFailure(`refusing to checkpoint step ${st.step}: ${bad.name} holds non-finite values; the last good checkpoint is ${lastCheckpoint ?? 'none'}`);
       const metrics: Record<string, number> = {};
@@ -189,7 +189,8 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
       const batch = makeBatch(data, indices, cfg, noiseRng);
       const progress = runProgress(st.step, maxSteps, Date.now() - started, cfg.train.max_minutes);
       const lr = learningRate(cfg.train.lr, cfg.train.warmup_steps, st.step + 1, cfg.train.lr_schedule, progress) * st.lrScale;
-      const result = trainStep(model, optimizer, batch, parallel, { dims, nBins, lossName, lr, maxGradNorm: cfg.train.max_grad_norm, classLossWeight: cfg.model.class_loss_weight, inject: injectNonFinite(st.step + 1) });
+      const grad = parallel ? parallel.lossAndGrads.bind(parallel) : undefined;
+      const result = await trainStep(model, optimizer, batch, { dims, nBins, lossName, lr, maxGradNorm: cfg.train.max_grad_norm, classLossWeight: cfg.model.class_loss_weight, inject: injectNonFinite(st.step + 1) }, grad);
       batch.x.dispose();
       batch.labels?.dispose();
       st.step += 1;
@@ -268,83 +269,6 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
   }
 }
 
-interface Batch {
-  x: tf.Tensor;
-  labels?: tf.Tensor1D;
-}
-
-function makeBatch(data: Dataset, indices: ArrayLike<number>, cfg: Config, noiseRng: Rng): Batch {
-  const dims = data.shape.reduce((a, b) => a * b, 1);
-  let x: Float32Array;
-  if (data.kind === 'image') {
-    // Training noise comes from the run's own stream (saved in checkpoints), not per example.
-    const src = data.train.x as Uint8Array;
-    const raw = new Uint8Array(indices.length * dims);
-    for (let j = 0; j < indices.length; j++) raw.set(src.subarray(indices[j]! * dims, (indices[j]! + 1) * dims), j * dims);
-    x = toModelInput(raw, cfg.data.n_bits, cfg.data.dequantize === 'uniform' ? noiseRng : null);
-  } else {
-    const src = data.train.x as Float32Array;
-    x = new Float32Array(indices.length * dims);
-    for (let j = 0; j < indices.length; j++) x.set(src.subarray(indices[j]! * dims, (indices[j]! + 1) * dims), j * dims);
-  }
-  const labels =
-    cfg.model.conditional === 'classes' && data.train.labels
-      ? tf.tensor1d(Array.from(indices, (i) => data.train.labels![i]!), 'int32')
-      : undefined;
-  return { x: tf.tensor(x, [indices.length, ...data.shape]), labels };
-}
-
-interface StepOptions {
-  dims: number;
-  nBins: number;
-  lossName: 'bpd' | 'nll';
-  lr: number;
-  maxGradNorm: number;
-  classLossWeight: number;
-  inject: boolean;
-}
-
-/** The objective of one batch: bpd (images) or nats/dim (vectors), plus the optional class loss. */
-export function objective(model: FlowModel, batch: Batch, o: Pick<StepOptions, 'dims' | 'nBins' | 'lossName' | 'classLossWeight'>): tf.Scalar {
-  return tf.tidy(() => {
-    const withClassLoss = o.classLossWeight > 0 && batch.labels !== undefined;
-    // One pass gives both log p(x) and the top latent's class logits (openai/glow's ycond).
-    const { logp, logits } = withClassLoss ? model.logProbAndLogits(batch.x, batch.labels) : { logp: model.logProb(batch.x, batch.labels), logits: undefined };
-    let loss = o.lossName === 'bpd' ? bpdTensor(logp, o.dims, o.nBins) : nllPerDimTensor(logp, o.dims);
-    if (logits && batch.labels) {
-      const onehot = tf.oneHot(batch.labels, logits.shape[1]!);
-      const ce = tf.mean(tf.neg(tf.sum(tf.mul(onehot, tf.logSoftmax(logits)), 1)));
-      // Cross-entropy in nats per example, expressed per dimension in bits like the main objective.
-      loss = tf.add(loss, tf.mul(ce, o.classLossWeight / (o.dims * Math.LN2))) as tf.Scalar;
-    }
-    return loss;
-  });
-}
-
-/** Gradients of the objective for the optimiser's parameters, plus the loss. The caller disposes. */
-export function lossAndGrads(model: FlowModel, params: tf.Variable[], batch: Batch, o: Pick<StepOptions, 'dims' | 'nBins' | 'lossName' | 'classLossWeight'>): { loss: tf.Scalar; grads: tf.Tensor[] } {
-  const { value, grads } = tf.variableGrads(() => objective(model, batch, o), params);
-  return { loss: value, grads: params.map((p) => grads[p.name]!) };
-}
-
-function trainStep(model: FlowModel, optimizer: Optimizer, batch: Batch, parallel: ParallelGradients | null, o: StepOptions): { applied: boolean; loss: number; gradNorm: number } {
-  const { loss, grads } = parallel ? parallel.lossAndGrads(model, optimizer.params, batch, o) : lossAndGrads(model, optimizer.params, batch, o);
-  const lossValue = loss.dataSync()[0]!;
-  const gradNorm = globalNorm(grads);
-  const lossSeen = o.inject ? NaN : lossValue;
-  let applied = false;
-  if (Number.isFinite(lossSeen) && Number.isFinite(gradNorm)) {
-    const scale = o.maxGradNorm > 0 && gradNorm > o.maxGradNorm ? o.maxGradNorm / gradNorm : 1;
-    if (scale < 1) {
-      const clipped = tf.tidy(() => grads.map((g) => tf.mul(g, scale)));
-      optimizer.apply(clipped, o.lr);
-      tf.dispose(clipped);
-    } else optimizer.apply(grads, o.lr);
-    applied = true;
-  }
-  tf.dispose([loss, ...grads]);
-  return { applied, loss: lossSeen, gradNorm };
-}
 
 /**
  * Test hook (documented in README): FLOW_INJECT_NONFINITE=5,6,7 makes the loss of those steps NaN, once
@@ -361,23 +285,14 @@ function injectNonFinite(step: number): boolean {
 /** Rollbacks allowed in one invocation before we call the run diverged rather than unlucky. */
 const MAX_ROLLBACKS = 3;
 
-function initializeModel(model: FlowModel, cfg: Config, data: Dataset): void {
-  // ActNorm's data-dependent init: one batch of init_batch examples, drawn from its own seeded stream.
-  const n = Math.min(cfg.model.init_batch, data.train.n);
-  const perm = new Rng(cfg.seed + 2).permutation(data.train.n).subarray(0, n);
-  const batch = makeBatch(data, perm, cfg, new Rng(cfg.seed + 3));
-  model.initialize(batch.x, batch.labels);
-  batch.x.dispose();
-  batch.labels?.dispose();
-}
 
 /** Mean test loss over the first eval_examples test examples (fixed, seeded noise), or null without a test split. */
-function evaluateTest(model: FlowModel, data: Dataset, cfg: Config): number | null {
+async function evaluateTest(model: FlowModel, data: Dataset, cfg: Config): Promise<number | null> {
   if (data.test.n === 0) return null;
   const n = cfg.train.eval_examples > 0 ? Math.min(cfg.train.eval_examples, data.test.n) : data.test.n;
   const indices = Array.from({ length: n }, (_, i) => i);
   const dims = data.shape.reduce((a, b) => a * b, 1);
-  const logp = perExampleLogProb(model, data.test, data.shape, data.kind, { nBits: cfg.data.n_bits, seed: cfg.seed, batchSize: Math.max(cfg.train.batch_size, 64), indices, dequantize: cfg.data.dequantize === 'uniform' });
+  const logp = await perExampleLogProb(model, data.test, data.shape, data.kind, { nBits: cfg.data.n_bits, seed: cfg.seed, batchSize: Math.max(cfg.train.batch_size, 64), indices, dequantize: cfg.data.dequantize === 'uniform' });
   const values = data.kind === 'image' ? logp.map((l) => bitsPerDim(l, dims, 2 ** cfg.data.n_bits)) : logp.map((l) => -l / dims);
   return meanAndStderr(values).mean;
 }
@@ -386,7 +301,7 @@ export async function writeSampleGrid(model: FlowModel, cfg: Config, meta: Model
   const rng = new Rng(cfg.seed + 4);
   const labels = meta.numClasses ? tf.tensor1d(Array.from({ length: n }, (_, i) => i % meta.numClasses!), 'int32') : undefined;
   const x = model.sample(n, cfg.sample.temperature, rng, labels);
-  const values = x.dataSync() as Float32Array;
+  const values = (await x.data()) as Float32Array;
   x.dispose();
   labels?.dispose();
   const [h, w, c] = meta.dataShape as [number, number, number];

@@ -1,0 +1,139 @@
+// One training step, the same function for `flow train`, its worker threads and scripts/bench: the
+// objective, its gradients, the non-finite guard, gradient clipping and the optimizer's update.
+import { tf } from '../tf.js';
+import type { FlowModel } from '../flows/model.js';
+import { bpdTensor, nllPerDimTensor } from '../eval/bpd.js';
+import { ops } from '../kernels/index.js';
+import { globalNormByOps } from '../kernels/stock.js';
+import type { Optimizer } from './optimizer.js';
+import type { Config } from '../config/schema.js';
+import type { Dataset } from '../data/index.js';
+import { toModelInput } from '../data/preprocess.js';
+import { Rng } from '../rng.js';
+
+/** Images or vectors [B, ...], labels [B] for class-conditional models. */
+export interface Batch {
+  x: tf.Tensor;
+  labels?: tf.Tensor1D;
+}
+
+/** The training examples at `indices` as a batch; images are dequantised with the run's own noise stream. */
+export function makeBatch(data: Dataset, indices: ArrayLike<number>, cfg: Config, noiseRng: Rng): Batch {
+  const dims = data.shape.reduce((a, b) => a * b, 1);
+  let x: Float32Array;
+  if (data.kind === 'image') {
+    // Training noise comes from the run's own stream (saved in checkpoints), not per example.
+    const src = data.train.x as Uint8Array;
+    const raw = new Uint8Array(indices.length * dims);
+    for (let j = 0; j < indices.length; j++) raw.set(src.subarray(indices[j]! * dims, (indices[j]! + 1) * dims), j * dims);
+    x = toModelInput(raw, cfg.data.n_bits, cfg.data.dequantize === 'uniform' ? noiseRng : null);
+  } else {
+    const src = data.train.x as Float32Array;
+    x = new Float32Array(indices.length * dims);
+    for (let j = 0; j < indices.length; j++) x.set(src.subarray(indices[j]! * dims, (indices[j]! + 1) * dims), j * dims);
+  }
+  const labels =
+    cfg.model.conditional === 'classes' && data.train.labels
+      ? tf.tensor1d(Array.from(indices, (i) => data.train.labels![i]!), 'int32')
+      : undefined;
+  return { x: tf.tensor(x, [indices.length, ...data.shape]), labels };
+}
+
+/** ActNorm's data-dependent init: one batch of init_batch examples, drawn from its own seeded stream. */
+export function initializeModel(model: FlowModel, cfg: Config, data: Dataset): void {
+  const n = Math.min(cfg.model.init_batch, data.train.n);
+  const perm = new Rng(cfg.seed + 2).permutation(data.train.n).subarray(0, n);
+  const batch = makeBatch(data, perm, cfg, new Rng(cfg.seed + 3));
+  model.initialize(batch.x, batch.labels);
+  batch.x.dispose();
+  batch.labels?.dispose();
+}
+
+/** The objective's constants. */
+export interface ObjectiveOptions {
+  dims: number;
+  nBins: number;
+  lossName: 'bpd' | 'nll';
+  classLossWeight: number;
+}
+
+export interface StepOptions extends ObjectiveOptions {
+  lr: number;
+  maxGradNorm: number;
+  /** Treat this step's loss as NaN (the FLOW_INJECT_NONFINITE test hook). */
+  inject?: boolean;
+}
+
+/** Loss and gradients for the parameters, however they are computed (one thread or a replica pool). */
+export type GradFn = (model: FlowModel, params: tf.Variable[], batch: Batch, o: ObjectiveOptions) => { loss: tf.Scalar; grads: tf.Tensor[] };
+
+/** The objective of one batch: bpd (images) or nats/dim (vectors), plus the optional class loss. */
+export function objective(model: FlowModel, batch: Batch, o: ObjectiveOptions): tf.Scalar {
+  return tf.tidy(() => {
+    const withClassLoss = o.classLossWeight > 0 && batch.labels !== undefined;
+    // One pass gives both log p(x) and the top latent's class logits (openai/glow's ycond).
+    const { logp, logits } = withClassLoss ? model.logProbAndLogits(batch.x, batch.labels) : { logp: model.logProb(batch.x, batch.labels), logits: undefined };
+    let loss = o.lossName === 'bpd' ? bpdTensor(logp, o.dims, o.nBins) : nllPerDimTensor(logp, o.dims);
+    if (logits && batch.labels) {
+      const onehot = tf.oneHot(batch.labels, logits.shape[1]!);
+      const ce = tf.mean(tf.neg(tf.sum(tf.mul(onehot, tf.logSoftmax(logits)), 1)));
+      // Cross-entropy in nats per example, expressed per dimension in bits like the main objective.
+      loss = tf.add(loss, tf.mul(ce, o.classLossWeight / (o.dims * Math.LN2))) as tf.Scalar;
+    }
+    return loss;
+  });
+}
+
+/** Gradients of the objective for the optimiser's parameters, plus the loss. The caller disposes. */
+export const lossAndGrads: GradFn = (model, params, batch, o) => {
+  const { value, grads } = tf.variableGrads(() => objective(model, batch, o), params);
+  return { loss: value, grads: params.map((p) => grads[p.name]!) };
+};
+
+/** The global L2 norm, accumulated in float64 JS: one read per tensor instead of ~3 kernels per tensor. */
+export function hostGlobalNorm(tensors: tf.Tensor[]): number {
+  let s = 0;
+  for (const t of tensors) {
+    const v = t.dataSync();
+    for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
+  }
+  return Math.sqrt(s);
+}
+
+/**
+ * The loss and the gradient norm as numbers. Where tensors live in host memory they are read directly;
+ * on a GPU the norm is one reduction on the device and both come back in a single read.
+ */
+async function lossAndNorm(loss: tf.Scalar, grads: tf.Tensor[]): Promise<[number, number]> {
+  if (ops().hostMemory) return [loss.dataSync()[0]!, hostGlobalNorm(grads)];
+  const both = tf.tidy(() => tf.stack([loss, globalNormByOps(grads)]));
+  const [l, n] = await both.data();
+  both.dispose();
+  return [l!, n!];
+}
+
+export interface StepResult {
+  /** False when the loss or a gradient was not finite: the parameters were left as they were. */
+  applied: boolean;
+  loss: number;
+  gradNorm: number;
+}
+
+/** One optimiser step: gradients, the non-finite guard, clipping to maxGradNorm (0: off), the update. */
+export async function trainStep(model: FlowModel, optimizer: Optimizer, batch: Batch, o: StepOptions, grad: GradFn = lossAndGrads): Promise<StepResult> {
+  const { loss, grads } = grad(model, optimizer.params, batch, o);
+  const [lossValue, gradNorm] = await lossAndNorm(loss, grads);
+  const lossSeen = o.inject ? NaN : lossValue;
+  let applied = false;
+  if (Number.isFinite(lossSeen) && Number.isFinite(gradNorm)) {
+    const scale = o.maxGradNorm > 0 && gradNorm > o.maxGradNorm ? o.maxGradNorm / gradNorm : 1;
+    if (scale < 1) {
+      const clipped = tf.tidy(() => grads.map((g) => tf.mul(g, scale)));
+      optimizer.apply(clipped, o.lr);
+      tf.dispose(clipped);
+    } else optimizer.apply(grads, o.lr);
+    applied = true;
+  }
+  tf.dispose([loss, ...grads]);
+  return { applied, loss: lossSeen, gradNorm };
+}
