@@ -5,7 +5,7 @@ import { tf } from '../tf.js';
 import { UserError } from '../errors.js';
 import './gradients.js';
 import { installWasmKernels } from './wasm-kernels.js';
-import { exposeAdapter, findAdapter, hardwareAdapterPossible, webgpuLoadError, WEBGPU_INSTALL_HINT, type WebGpuAdapterReport } from './webgpu.js';
+import { exposeAdapter, exposedAdapter, findAdapter, hardwareAdapterPossible, webgpuLoadError, WEBGPU_INSTALL_HINT, type WebGpuAdapterReport } from './webgpu.js';
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
@@ -76,7 +76,9 @@ export const SOFTWARE_ADAPTER_NOTE =
  * Without any: one line saying what to install.
  */
 async function startWebGpu(allowSoftware: boolean): Promise<SelectedBackend> {
-  const found = await findAdapter(allowSoftware ? 'any' : 'hardware');
+  // tfjs makes its webgpu backend (and device) once per process: later starts reuse that adapter.
+  const found = exposedAdapter() ?? (await findAdapter(allowSoftware ? 'any' : 'hardware'));
+  if (found && found.report.software && !allowSoftware) return Promise.reject(new UserError('--backend auto: only a software WebGPU adapter here'));
   if (!found) {
     const why = webgpuLoadError() ?? `no WebGPU adapter found (${allowSoftware ? 'tried the GPU and the software adapter' : 'no hardware adapter'})`;
     throw new UserError(`--backend webgpu: ${why}; needs ${WEBGPU_INSTALL_HINT}`);

@@ -132,6 +132,16 @@ export interface FoundAdapter {
  * forces one Dawn backend. Null when none is found (the reason: webgpuLoadError() or no adapter).
  */
 export async function findAdapter(kind: 'hardware' | 'software' | 'any'): Promise<FoundAdapter | null> {
+  // One Dawn instance per kind for the whole process: tfjs keeps the device of the first one, and
+  // instances created and dropped again crash Dawn's GL backend.
+  const key = `${kind}:${process.env.FLOW_DAWN_BACKEND ?? ''}`;
+  if (!adapters.has(key)) adapters.set(key, searchAdapter(kind));
+  return adapters.get(key)!;
+}
+
+const adapters = new Map<string, Promise<FoundAdapter | null>>();
+
+async function searchAdapter(kind: 'hardware' | 'software' | 'any'): Promise<FoundAdapter | null> {
   const d = await loadDawn();
   if (!d) return null;
   const forced = process.env.FLOW_DAWN_BACKEND as DawnBackend | undefined;
@@ -151,12 +161,21 @@ export async function findAdapter(kind: 'hardware' | 'software' | 'any'): Promis
   return null;
 }
 
+let exposed: FoundAdapter | null = null;
+
+/** The adapter tfjs-backend-webgpu runs on, once exposeAdapter ran (it creates its device once per process). */
+export function exposedAdapter(): FoundAdapter | null {
+  return exposed;
+}
+
 /**
  * Makes `found` the navigator.gpu that tfjs-backend-webgpu sees (it asks navigator.gpu.requestAdapter
  * itself) and registers that backend. The package checks for navigator.gpu when it is imported, so this
  * runs before the first import.
  */
 export function exposeAdapter(found: FoundAdapter): void {
+  if (exposed) return;
+  exposed = found;
   const gpu = found.gpu;
   const shim = { requestAdapter: (options: Record<string, unknown> = {}) => gpu.requestAdapter({ ...options, ...found.options }) };
   const nav = (globalThis as unknown as { navigator?: Record<string, unknown> }).navigator;
