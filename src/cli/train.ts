@@ -72,13 +72,21 @@ export async function trainCommand(configFile: string, flags: TrainFlags): Promi
       resumed_from: s.resumedFrom,
       [`train_${s.lossName}`]: s.loss,
       [`test_${s.lossName}`]: s.testLoss,
-      img_per_s: Number(s.imgPerSec.toFixed(2)),
+      // null, not 0, when no step ran: there was no throughput to measure.
+      img_per_s: s.nothingToDo ? null : Number(s.imgPerSec.toFixed(2)),
       seconds: Number(s.seconds.toFixed(1)),
       skipped_steps: s.skippedSteps,
       parameters: s.parameters,
+      ...(s.nothingToDo ? { nothing_to_do: true } : {}),
+      ...(s.resumeWarning ? { resume_warning: s.resumeWarning } : {}),
     };
     if (flags.json) printJson(summary);
-    else if (!flags.quiet) {
+    else if (!flags.quiet && s.nothingToDo) {
+      process.stderr.write(
+        `done: nothing left to do: ${s.runDir} is already at step ${s.step} (train.max_steps ${cfg.train.max_steps}; raise it with --max-steps to train on); ` +
+          `train ${s.lossName} ${fmt(s.loss)}, test ${s.lossName} ${fmt(s.testLoss)} (from checkpoint ${s.checkpoint})\n`,
+      );
+    } else if (!flags.quiet) {
       process.stderr.write(
         `done: step ${s.step} (${s.stoppedBy}) in ${formatSeconds(s.seconds)}, train ${s.lossName} ${fmt(s.loss)}, test ${s.lossName} ${fmt(s.testLoss)}, ` +
           `${s.imgPerSec.toFixed(1)} img/s; checkpoint ${s.checkpoint}\n`,
