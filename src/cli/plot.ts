@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { resolveRun, describeRun, CHECKPOINT_HELP } from '../io/run.js';
+import { resolveRun, describeRun, displayPath, CHECKPOINT_HELP } from '../io/run.js';
 import { loadModel } from '../io/model-io.js';
 import { loadDataset } from '../data/index.js';
 import { densityGrid, densityFigure, sampleVectors, squareDomain } from '../views/density.js';
@@ -134,7 +134,7 @@ export async function curvesCommand(flags: CurvesFlags): Promise<number> {
       .filter(([k]) => k !== 'lr')
       .map(([k, v]) => `${k} ${v.value.toFixed(4)} at step ${v.step}`)
       .join(', ');
-    process.stdout.write(`wrote training curves of ${runDir} to ${out}${desc ? ` (last: ${desc})` : ''}\n`);
+    process.stdout.write(`wrote training curves of ${flags.run === undefined ? 'runs/latest -> ' : ''}${displayPath(runDir)} to ${out}${desc ? ` (last: ${desc})` : ''}\n`);
   }
   return EXIT.OK;
 }
