@@ -147,6 +147,9 @@ test('train resuming from an older checkpoint says so on stderr (even with --qui
   const bad = flow(['train', cfg, '--name', 'all-bad', '--quiet'], dir);
   assert.equal(bad.code, 2, bad.stderr);
   assert.match(oneErrorLine(bad.stderr), /newest checkpoint step-00000010 is unusable .*no older usable one; pass --fresh/);
+  const resume = flow(['train', cfg, '--name', 'all-bad', '--resume', '--quiet'], dir);
+  assert.equal(resume.code, 2, resume.stderr);
+  assert.match(oneErrorLine(resume.stderr), /newest checkpoint step-00000010 is unusable/, '--resume names the damaged checkpoint too');
   assert.equal(fs.readlinkSync(path.join(runs(), 'latest')), latestBefore, 'a training that failed does not take runs/latest');
   assert.ok(fs.existsSync(ck('all-bad', 10)), 'the damaged checkpoints are left for the user');
 });

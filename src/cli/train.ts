@@ -5,7 +5,7 @@ import { makeLogger, formatSeconds, type LogFormat } from '../train/logger.js';
 import { startBackend, printJson } from './common.js';
 import { UserError, EXIT } from '../errors.js';
 import type { Config } from '../config/schema.js';
-import { latestCheckpoint } from '../io/checkpoint.js';
+import { latestCheckpoint, newestCheckpoint } from '../io/checkpoint.js';
 import { runDirOf } from '../io/run.js';
 
 export interface TrainFlags {
@@ -30,7 +30,8 @@ export async function trainCommand(configFile: string, flags: TrainFlags): Promi
   if (flags.backend !== undefined) sets.push(`backend=${flags.backend}`);
   if (flags.name !== undefined) sets.push(`name=${flags.name}`);
   const cfg = loadConfig(configFile, sets);
-  if (flags.resume && !latestCheckpoint(runDirOf(cfg.runs_dir, cfg.name))) {
+  // A run whose checkpoints are all damaged is left to train(), whose error names the newest one.
+  if (flags.resume && !latestCheckpoint(runDirOf(cfg.runs_dir, cfg.name)) && !newestCheckpoint(runDirOf(cfg.runs_dir, cfg.name))) {
     throw new UserError(`--resume: ${runDirOf(cfg.runs_dir, cfg.name)} has no checkpoint to resume from`);
   }
   await startBackend(cfg.backend, flags.quiet);
