@@ -138,7 +138,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
       restore(existing);
       resumedFrom = st.step;
       if (newest && newest.dir !== existing) {
-        // Never fall back silently: the steps after this checkpoint are lost, and the next save retires the damaged one.
+        // Never fall back silently: the steps after this checkpoint are lost and readers refuse the damaged one until a save passes it.
         resumeWarning = `the newest checkpoint ${newest.name} is unusable (${newest.problem}); resuming from the older ${path.basename(existing)}, steps ${st.step + 1}..${newest.step} are trained again`;
         (opts.warn ?? ((l: string) => process.stderr.write(l + '\n')))(`WARNING: ${runDir}: ${resumeWarning}`);
         appendMetrics(metricsFile, { time: new Date().toISOString(), event: 'resumed_from_older_checkpoint', resumed_step: st.step, newest_checkpoint: newest.name, newest_step: newest.step, problem: newest.problem });
