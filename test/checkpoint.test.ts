@@ -9,8 +9,10 @@ import {
   assertCompatible,
   bestCheckpoint,
   latestCheckpoint,
+  checkpointProblem,
   listCheckpoints,
   loadCheckpoint,
+  newestCheckpoint,
   readManifest,
   saveCheckpoint,
   type CheckpointContent,
@@ -195,6 +197,38 @@ test('corrupt, truncated, garbled and foreign checkpoints are refused with one l
   assert.match(userError(() => loadCheckpoint(dir)), /manifest\.json: missing/);
   assert.match(userError(() => loadCheckpoint(join(runDir, 'checkpoints', 'step-00000099'))), /no such checkpoint directory/);
   assert.deepEqual(loadCheckpoint(first).state, content(1).state);
+});
+
+test('newestCheckpoint reports the newest checkpoint even when it is unusable, and why', () => {
+  const runDir = newRunDir();
+  assert.equal(newestCheckpoint(runDir), null);
+  const first = saveCheckpoint(runDir, content(1), { keepLast: 5 });
+  const second = saveCheckpoint(runDir, content(2), { keepLast: 5 });
+  assert.deepEqual(newestCheckpoint(runDir), { name: 'step-00000002', dir: second, step: 2, problem: null });
+  assert.equal(checkpointProblem(second), null);
+
+  const weights = join(second, 'weights.bin');
+  const original = readFileSync(weights);
+  writeFileSync(weights, original.subarray(0, 10));
+  const truncated = newestCheckpoint(runDir)!;
+  assert.equal(truncated.dir, second, 'still the newest, not the older usable one');
+  assert.equal(truncated.problem, `${weights}: size 10 bytes, expected ${original.length} (from manifest.json); the checkpoint is truncated or corrupt`);
+  assert.equal(latestCheckpoint(runDir), first, 'latestCheckpoint still finds the newest usable one');
+  writeFileSync(weights, original);
+
+  writeFileSync(join(second, 'manifest.json'), '');
+  assert.match(newestCheckpoint(runDir)!.problem!, /step-00000002\/manifest\.json: garbled JSON/);
+  rmSync(second, { recursive: true });
+  // LATEST still names step 2, which is gone: that is reported, not skipped.
+  const gone = newestCheckpoint(runDir)!;
+  assert.equal(gone.step, 2);
+  assert.match(gone.problem!, /LATEST names step-00000002 but .*step-00000002 does not exist$/);
+  // A higher step directory than LATEST names (killed before LATEST was rewritten) is the newest.
+  saveCheckpoint(runDir, content(3), { keepLast: 5 });
+  writeFileSync(join(runDir, 'checkpoints', 'LATEST'), 'step-00000001\n');
+  assert.equal(newestCheckpoint(runDir)!.step, 3);
+  rmSync(join(runDir, 'checkpoints', 'step-00000003', 'state.json'));
+  assert.match(checkpointProblem(join(runDir, 'checkpoints', 'step-00000003'))!, /state\.json: missing; the checkpoint is incomplete$/);
 });
 
 test('stale .tmp dirs and incomplete step dirs are ignored, and temps are cleaned on the next save', () => {

@@ -2,7 +2,7 @@
 // model, on data and on out-of-distribution inputs. Exit 1 when a data or Jacobian check is over its
 // tolerance (out-of-distribution ones too with --strict-ood; otherwise they print a WARNING line), else 0.
 import type { Command } from 'commander';
-import { resolveRun } from '../io/run.js';
+import { resolveRun, describeRun, CHECKPOINT_HELP } from '../io/run.js';
 import { loadModel } from '../io/model-io.js';
 import { loadDataset } from '../data/index.js';
 import { imageBatch } from '../eval/bpd.js';
@@ -15,6 +15,7 @@ import { UserError, EXIT } from '../errors.js';
 
 export interface CheckFlags {
   run?: string;
+  checkpoint?: string;
   split: string;
   n: number;
   batchSize: number;
@@ -36,6 +37,7 @@ export function register(program: Command): void {
     .command('check')
     .description('invertibility audit: per-layer and whole-model reconstruction error, inverse logdet, non-finite values and the brute-force Jacobian, on data and out-of-distribution inputs; exit 1 when a data check is over tolerance (OOD ones too with --strict-ood)')
     .option('--run <dir>', 'run directory (or one checkpoint directory); default <runs>/latest')
+    .option('--checkpoint <which>', CHECKPOINT_HELP)
     .option('--split <split>', 'data split to audit: test or train', 'test')
     .option('--n <n>', 'examples of the split (and of each out-of-distribution input)', parseIntOption('--n', 1), 256)
     .option('--batch-size <n>', 'examples per pass', parseIntOption('--batch-size', 1), 64)
@@ -55,7 +57,8 @@ export function register(program: Command): void {
 
 export async function checkCommand(flags: CheckFlags): Promise<number> {
   if (flags.split !== 'test' && flags.split !== 'train') throw new UserError(`--split ${flags.split}: expected test or train`);
-  const { runDir, checkpoint } = resolveRun(flags.run);
+  const resolved = resolveRun(flags.run, { checkpoint: flags.checkpoint });
+  const { runDir, checkpoint } = resolved;
   const { model, config, meta, step } = await withBackend({ backend: flags.backend, quiet: flags.quiet || flags.json }, () => loadModel(checkpoint));
   try {
     const data = await loadDataset(config.data, { seed: config.seed });
@@ -84,7 +87,7 @@ export async function checkCommand(flags: CheckFlags): Promise<number> {
     });
     if (flags.json) printJson({ run_dir: runDir, checkpoint, step, split: flags.split, ...audit });
     else {
-      const header = `invertibility audit of ${runDir} (step ${step}): ${model.namedLayers().length} layers, ${dims} dimensions`;
+      const header = `invertibility audit of ${describeRun(resolved)}: ${model.namedLayers().length} layers, ${dims} dimensions`;
       process.stdout.write(formatAudit(audit, header).join('\n') + '\n');
     }
     return audit.ok ? EXIT.OK : EXIT.FAILURE;

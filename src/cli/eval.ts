@@ -1,6 +1,6 @@
 // `flow eval --bpd`: exact test log-likelihood in bits per dimension, with its standard error.
 import path from 'node:path';
-import { resolveRun } from '../io/run.js';
+import { resolveRun, describeRun } from '../io/run.js';
 import { loadModel } from '../io/model-io.js';
 import { loadDataset } from '../data/index.js';
 import { perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
@@ -27,13 +27,15 @@ export interface EvalFlags {
   points?: string;
   threads?: number;
   weights?: string;
+  checkpoint?: string;
 }
 
 export async function evalCommand(flags: EvalFlags): Promise<number> {
-  if (flags.points) return pointsCommand({ points: flags.points, out: flags.out, run: flags.run, batchSize: flags.batchSize, backend: flags.backend, json: flags.json, quiet: flags.quiet });
+  if (flags.points) return pointsCommand({ points: flags.points, out: flags.out, run: flags.run, checkpoint: flags.checkpoint, batchSize: flags.batchSize, backend: flags.backend, json: flags.json, quiet: flags.quiet });
   if (!flags.bpd) throw new UserError('flow eval: say what to evaluate: --bpd (bits per dimension of a split) or --points FILE.csv');
   if (flags.split !== 'test' && flags.split !== 'train') throw new UserError(`--split ${flags.split}: expected test or train`);
-  const { runDir, checkpoint } = resolveRun(flags.run);
+  const resolved = resolveRun(flags.run, { checkpoint: flags.checkpoint });
+  const { runDir, checkpoint } = resolved;
   const { model, config, meta, step, weights } = await withBackend(flags, () => loadModel(checkpoint, parseWeights(flags.weights)));
   let parallel: Awaited<ReturnType<typeof inferenceThreads>> = null;
   try {
@@ -87,8 +89,8 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
         n_bits: config.data.n_bits,
         ...(data.classNames ? { class_names: data.classNames } : {}),
       });
-      if (flags.json) printJson({ part: flags.out, shard, n: indices.length, total: n });
-      else if (!flags.quiet) process.stdout.write(`shard ${shard.index}/${shard.count}: ${indices.length} of ${n} examples -> ${flags.out}\n`);
+      if (flags.json) printJson({ part: flags.out, shard, n: indices.length, total: n, run_dir: runDir, checkpoint: path.resolve(checkpoint), step });
+      else if (!flags.quiet) process.stdout.write(`shard ${shard.index}/${shard.count}: ${indices.length} of ${n} examples of ${describeRun(resolved)} -> ${flags.out}\n`);
       return EXIT.OK;
     }
     const perClass: Record<string, { [k: string]: number }> = {};
@@ -126,7 +128,7 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
     };
     if (flags.json) printJson(result);
     else {
-      process.stdout.write(`${flags.split} ${metric}: ${mean.toFixed(4)} ± ${stderr.toFixed(4)} (n=${n}, step ${step}${weights === 'average' ? ', averaged weights' : ''}, ${(n / seconds).toFixed(1)} examples/s)\n`);
+      process.stdout.write(`${flags.split} ${metric}: ${mean.toFixed(4)} ± ${stderr.toFixed(4)} (n=${n}, ${describeRun(resolved)}${weights === 'average' ? ', averaged weights' : ''}, ${(n / seconds).toFixed(1)} examples/s)\n`);
       for (const [k, v] of Object.entries(perClass)) process.stdout.write(`  class ${k}: ${v[metric]!.toFixed(4)} ± ${v.stderr!.toFixed(4)} (n=${v.n})\n`);
       if (flags.perExample) process.stdout.write(`per-example values: ${flags.perExample}\n`);
     }

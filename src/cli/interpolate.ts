@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { tf } from '../tf.js';
-import { resolveRun } from '../io/run.js';
+import { resolveRun, describeRun, CHECKPOINT_HELP } from '../io/run.js';
 import { loadModel } from '../io/model-io.js';
 import { toPixels } from '../data/preprocess.js';
 import { tile, encodePng } from '../io/png.js';
@@ -18,6 +18,7 @@ import { UserError, EXIT } from '../errors.js';
 
 export interface InterpolateFlags {
   run?: string;
+  checkpoint?: string;
   from: number;
   to: number;
   steps: number;
@@ -34,6 +35,7 @@ export function register(program: Command): void {
     .command('interpolate')
     .description('decode a path between two data images through all levels\' latents into a PNG strip (one row per mode; the ends reconstruct the two images)')
     .option('--run <dir>', 'run directory (or one checkpoint directory); default <runs>/latest')
+    .option('--checkpoint <which>', CHECKPOINT_HELP)
     .option('--from <i>', 'index of the first image in the split', parseIntOption('--from', 0), 0)
     .option('--to <j>', 'index of the second image in the split', parseIntOption('--to', 0), 1)
     .option('--steps <k>', 'images along the path, both ends included', parseIntOption('--steps', 2), 8)
@@ -54,7 +56,8 @@ function parseModes(mode: string): InterpolationMode[] {
 
 export async function interpolateCommand(flags: InterpolateFlags): Promise<number> {
   const modes = parseModes(flags.mode);
-  const { runDir, checkpoint } = resolveRun(flags.run);
+  const resolved = resolveRun(flags.run, { checkpoint: flags.checkpoint });
+  const { runDir, checkpoint } = resolved;
   const { model, config, meta, step } = await withBackend({ backend: flags.backend, quiet: flags.quiet || flags.json }, () => loadModel(checkpoint));
   try {
     const images = await loadRunImages(config, meta, runDir, flags.split, [flags.from, flags.to], 'flow interpolate');
@@ -86,7 +89,7 @@ export async function interpolateCommand(flags: InterpolateFlags): Promise<numbe
     if (flags.json) printJson(summary);
     else if (!flags.quiet) {
       process.stdout.write(
-        `wrote ${modes.join(' and ')} interpolation${modes.length > 1 ? 's' : ''} (${flags.steps} steps) from ${flags.split} image ${flags.from} to ${flags.to} (step ${step}) to ${out}; ends reproduce the images to ${endpointError.toExponential(1)}\n`,
+        `wrote ${modes.join(' and ')} interpolation${modes.length > 1 ? 's' : ''} (${flags.steps} steps) from ${flags.split} image ${flags.from} to ${flags.to} (${describeRun(resolved)}) to ${out}; ends reproduce the images to ${endpointError.toExponential(1)}\n`,
       );
     }
     return EXIT.OK;

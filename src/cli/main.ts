@@ -14,6 +14,7 @@ import { register as registerReconstruct } from './reconstruct.js';
 import { register as registerInterpolate } from './interpolate.js';
 import { register as registerPlot } from './plot.js';
 import { register as registerOod } from './ood.js';
+import { CHECKPOINT_HELP } from '../io/run.js';
 
 const verbose = process.argv.includes('--verbose');
 
@@ -51,6 +52,7 @@ export function buildProgram(): Command {
     .option('--temperature <t>', 'prior temperature, or a comma-separated list for one grid row per temperature (default: the run\'s sample.temperature)')
     .option('--seed <s>', 'noise seed: the same seed gives the same pixels on the same backend', parseIntOption('--seed', 0), 0)
     .option('--run <dir>', 'run directory (or one checkpoint directory); default <runs>/latest')
+    .option('--checkpoint <which>', CHECKPOINT_HELP)
     .option('--out <file.png>', 'write one grid PNG here')
     .option('--out-dir <dir>', 'write one PNG per sample into this directory')
     .option('--class <k>', 'class to sample (class-conditional models)', parseIntOption('--class', 0))
@@ -68,6 +70,7 @@ export function buildProgram(): Command {
     .option('--bpd', 'mean bits/dim over the split, with its standard error')
     .option('--split <split>', 'test or train', 'test')
     .option('--run <dir>', 'run directory (or one checkpoint directory); default <runs>/latest')
+    .option('--checkpoint <which>', CHECKPOINT_HELP)
     .option('--per-example <file.csv>', 'write every example\'s bpd and log p(x) to a CSV')
     .option('--batch-size <n>', 'examples per forward pass', parseIntOption('--batch-size', 1), 256)
     .option('--seed <s>', 'dequantisation-noise seed (default: the run\'s seed)', parseIntOption('--seed', 0))

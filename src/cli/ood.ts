@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { resolveRun } from '../io/run.js';
+import { resolveRun, describeRun, CHECKPOINT_HELP, type ResolvedRun } from '../io/run.js';
 import { loadModel } from '../io/model-io.js';
 import { writeChart } from '../plot/index.js';
 import { parseOodSpec } from '../ood/spec.js';
@@ -14,6 +14,7 @@ import { UserError, EXIT } from '../errors.js';
 
 export interface OodFlags {
   run?: string;
+  checkpoint?: string;
   in?: string;
   out: string;
   batchSize: number;
@@ -38,6 +39,7 @@ export function register(program: Command): void {
     .requiredOption('--out <spec>', 'out-of-distribution data: a data spec with an optional split, e.g. embedded:all, idx:DIR:test, images:DIR?image_size=28&channels=1&split=all')
     .option('--in <spec>', 'in-distribution data (default: the run\'s own data, test split)')
     .option('--run <dir>', 'run directory (or one checkpoint directory); default <runs>/latest')
+    .option('--checkpoint <which>', CHECKPOINT_HELP)
     .option('--batch-size <m>', 'typicality test: examples per tested batch (M)', parseIntOption('--batch-size', 1), 10)
     .option('--fpr <rate>', 'typicality test: target false-positive rate of the threshold', parseNumberOption('--fpr', 0), 0.01)
     .option('--bootstraps <n>', 'typicality test: bootstrap resamples for the threshold', parseIntOption('--bootstraps', 1), 1000)
@@ -58,7 +60,8 @@ export async function oodCommand(flags: OodFlags): Promise<number> {
   const outSpec = parseOodSpec(flags.out);
   const inSpec = flags.in !== undefined ? parseOodSpec(flags.in) : undefined;
   if (flags.plot && !/\.(png|svg)$/i.test(flags.plot)) throw new UserError(`--plot ${flags.plot}: expected a .png or .svg file name`);
-  const { runDir, checkpoint } = resolveRun(flags.run);
+  const resolved = resolveRun(flags.run, { checkpoint: flags.checkpoint });
+  const { runDir, checkpoint } = resolved;
   const { model, config, meta, step } = await withBackend(flags, () => loadModel(checkpoint));
   let result: OodRunResult;
   try {
@@ -88,7 +91,7 @@ export async function oodCommand(flags: OodFlags): Promise<number> {
   }
   const summary = oodSummary(result, { runDir, checkpoint, step, plot: flags.plot });
   if (flags.json) printJson(summary);
-  else process.stdout.write(formatOod(result, flags.plot));
+  else process.stdout.write(formatOod(result, flags.plot, resolved));
   return EXIT.OK;
 }
 
@@ -138,13 +141,14 @@ export function oodSummary(r: OodRunResult, where: { runDir: string; checkpoint:
   };
 }
 
-export function formatOod(r: OodRunResult, plot?: string): string {
+export function formatOod(r: OodRunResult, plot?: string, run?: ResolvedRun): string {
   const { report } = r;
   const t = report.typicality!;
   const c = report.complexity!;
   const se = (s: { n: number; stdBpd: number }) => (s.n > 1 ? s.stdBpd / Math.sqrt(s.n) : 0);
   const calib = { 'held-out-train': 'training examples never seen in training', train: 'training examples (seen in training)', 'test-half': 'examples, a random half of the in set whose other half is tested' }[r.typicalityReference.calibration];
   const lines = [
+    ...(run ? [`${describeRun(run)}:`] : []),
     `in  ${r.in.name} ${r.in.split}: n=${report.in.n}, bpd ${report.in.meanBpd.toFixed(4)} ± ${se(report.in).toFixed(4)} (sd ${report.in.stdBpd.toFixed(3)}), PNG ${c.inMeanPngBpd.toFixed(3)} bits/dim`,
     `out ${r.out.name} ${r.out.split}: n=${report.out.n}, bpd ${report.out.meanBpd.toFixed(4)} ± ${se(report.out).toFixed(4)} (sd ${report.out.stdBpd.toFixed(3)}), PNG ${c.outMeanPngBpd.toFixed(3)} bits/dim`,
     report.out.meanBpd < report.in.meanBpd

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { resolveRun } from '../io/run.js';
+import { resolveRun, describeRun, displayPath, CHECKPOINT_HELP } from '../io/run.js';
 import { loadModel } from '../io/model-io.js';
 import { loadDataset } from '../data/index.js';
 import { densityGrid, densityFigure, sampleVectors, squareDomain } from '../views/density.js';
@@ -14,6 +14,7 @@ import { UserError, EXIT } from '../errors.js';
 
 export interface DensityFlags {
   run?: string;
+  checkpoint?: string;
   out?: string;
   grid: number;
   samples: number;
@@ -40,6 +41,7 @@ export function register(program: Command): void {
     .command('density')
     .description("a 2-D model's learned density p(x) on a grid as a heatmap, beside the training data and model samples; prints the grid integral of p (about 1)")
     .option('--run <dir>', 'run directory (or one checkpoint directory); default <runs>/latest')
+    .option('--checkpoint <which>', CHECKPOINT_HELP)
     .option('--out <file>', 'PNG (or .svg) to write (default <run>/density-step<step>.png)')
     .option('--grid <n>', 'grid cells per side', parseIntOption('--grid', 2), 200)
     .option('--samples <n>', 'model samples to draw', parseIntOption('--samples', 1), 2000)
@@ -72,7 +74,8 @@ function parseRange(value: string): Domain {
 
 export async function densityCommand(flags: DensityFlags): Promise<number> {
   const domainFlag = flags.range !== undefined ? parseRange(flags.range) : undefined;
-  const { runDir, checkpoint } = resolveRun(flags.run);
+  const resolved = resolveRun(flags.run, { checkpoint: flags.checkpoint });
+  const { runDir, checkpoint } = resolved;
   const { model, config, meta, step } = await withBackend({ backend: flags.backend, quiet: flags.quiet || flags.json }, () => loadModel(checkpoint));
   try {
     if (meta.dataKind !== 'vector' || meta.dataShape[0] !== 2) {
@@ -95,7 +98,7 @@ export async function densityCommand(flags: DensityFlags): Promise<number> {
     else if (!flags.quiet) {
       const d = domain;
       const f = (v: number) => Number(v.toPrecision(3));
-      process.stdout.write(`wrote the density of ${runDir} (step ${step}) to ${out}; integral of p over [${f(d.x0)}, ${f(d.x1)}] x [${f(d.y0)}, ${f(d.y1)}] = ${density.integral.toFixed(4)}\n`);
+      process.stdout.write(`wrote the density of ${describeRun(resolved)} to ${out}; integral of p over [${f(d.x0)}, ${f(d.x1)}] x [${f(d.y0)}, ${f(d.y1)}] = ${density.integral.toFixed(4)}\n`);
     }
     return EXIT.OK;
   } finally {
@@ -131,7 +134,7 @@ export async function curvesCommand(flags: CurvesFlags): Promise<number> {
       .filter(([k]) => k !== 'lr')
       .map(([k, v]) => `${k} ${v.value.toFixed(4)} at step ${v.step}`)
       .join(', ');
-    process.stdout.write(`wrote training curves of ${runDir} to ${out}${desc ? ` (last: ${desc})` : ''}\n`);
+    process.stdout.write(`wrote training curves of ${flags.run === undefined ? 'runs/latest -> ' : ''}${displayPath(runDir)} to ${out}${desc ? ` (last: ${desc})` : ''}\n`);
   }
   return EXIT.OK;
 }

@@ -2,7 +2,7 @@
 // (2-D / tabular) model. Wired into `flow eval` by src/cli/eval.ts when --points is given.
 import fs from 'node:fs';
 import path from 'node:path';
-import { resolveRun } from '../io/run.js';
+import { resolveRun, describeRun } from '../io/run.js';
 import { loadModel } from '../io/model-io.js';
 import { readCsv } from '../data/csv.js';
 import { logDensity } from '../views/density.js';
@@ -16,6 +16,7 @@ export interface PointsFlags {
   points: string;
   out?: string;
   run?: string;
+  checkpoint?: string;
   batchSize?: number;
   backend?: string;
   json?: boolean;
@@ -50,7 +51,8 @@ export async function pointsCommand(flags: PointsFlags): Promise<number> {
   if (!flags.out) throw new UserError('--points needs --out FILE.csv: where to write log p(x) of each row');
   if (path.resolve(flags.out) === path.resolve(flags.points)) throw new UserError(`--out ${flags.out}: would overwrite the --points input; expected a different file`);
   const csv = readCsv(flags.points);
-  const { runDir, checkpoint } = resolveRun(flags.run);
+  const resolved = resolveRun(flags.run, { checkpoint: flags.checkpoint });
+  const { runDir, checkpoint } = resolved;
   const { model, meta, step } = await withBackend({ backend: flags.backend, quiet: flags.quiet || flags.json }, () => loadModel(checkpoint));
   try {
     if (meta.dataKind !== 'vector') throw new UserError(`--points ${flags.points}: ${runDir} models images; --points scores rows of a vector (2-D / tabular) model`);
@@ -64,7 +66,7 @@ export async function pointsCommand(flags: PointsFlags): Promise<number> {
     const nonFinite = logp.filter((v) => !Number.isFinite(v)).length;
     const summary = { file: flags.out, points: flags.points, n: csv.n, dims, mean_log_prob_nats: mean, non_finite: nonFinite, run_dir: runDir, checkpoint, step };
     if (flags.json) printJson(summary);
-    else if (!flags.quiet) process.stdout.write(`wrote log p(x) of ${csv.n} rows to ${flags.out} (mean ${mean.toFixed(4)} nats, step ${step})\n`);
+    else if (!flags.quiet) process.stdout.write(`wrote log p(x) of ${csv.n} rows to ${flags.out} (mean ${mean.toFixed(4)} nats, ${describeRun(resolved)})\n`);
     return EXIT.OK;
   } finally {
     model.dispose();

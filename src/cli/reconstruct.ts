@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { tf } from '../tf.js';
-import { resolveRun } from '../io/run.js';
+import { resolveRun, describeRun, CHECKPOINT_HELP } from '../io/run.js';
 import { loadModel } from '../io/model-io.js';
 import { toPixels } from '../data/preprocess.js';
 import { tile, encodePng } from '../io/png.js';
@@ -16,6 +16,7 @@ import { EXIT } from '../errors.js';
 
 export interface ReconstructFlags {
   run?: string;
+  checkpoint?: string;
   n: number;
   first: number;
   split: string;
@@ -31,6 +32,7 @@ export function register(program: Command): void {
     .command('reconstruct')
     .description('data images (top rows) above their reconstructions decode(encode(x)) with every latent kept, as one PNG')
     .option('--run <dir>', 'run directory (or one checkpoint directory); default <runs>/latest')
+    .option('--checkpoint <which>', CHECKPOINT_HELP)
     .option('--n <n>', 'number of images', parseIntOption('--n', 1), 16)
     .option('--first <i>', 'index of the first image in the split', parseIntOption('--first', 0), 0)
     .option('--split <split>', 'test or train', 'test')
@@ -43,7 +45,8 @@ export function register(program: Command): void {
 }
 
 export async function reconstructCommand(flags: ReconstructFlags): Promise<number> {
-  const { runDir, checkpoint } = resolveRun(flags.run);
+  const resolved = resolveRun(flags.run, { checkpoint: flags.checkpoint });
+  const { runDir, checkpoint } = resolved;
   const { model, config, meta, step } = await withBackend({ backend: flags.backend, quiet: flags.quiet || flags.json }, () => loadModel(checkpoint));
   try {
     const indices = Array.from({ length: flags.n }, (_, k) => flags.first + k);
@@ -67,7 +70,7 @@ export async function reconstructCommand(flags: ReconstructFlags): Promise<numbe
     if (flags.json) printJson(summary);
     else if (!flags.quiet) {
       process.stdout.write(
-        `wrote ${n} ${flags.split} images above their reconstructions (step ${step}) to ${out}; max |x - x_rec| = ${error.maxAbs.toExponential(1)}, ${pixelsChanged} of ${images.pixels.length} pixels changed\n`,
+        `wrote ${n} ${flags.split} images above their reconstructions (${describeRun(resolved)}) to ${out}; max |x - x_rec| = ${error.maxAbs.toExponential(1)}, ${pixelsChanged} of ${images.pixels.length} pixels changed\n`,
       );
     }
     return EXIT.OK;

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { tf } from '../tf.js';
-import { resolveRun } from '../io/run.js';
+import { resolveRun, describeRun, type ResolvedRun } from '../io/run.js';
 import { loadModel, type LoadedModel } from '../io/model-io.js';
 import { toPixels } from '../data/preprocess.js';
 import { tile, encodePng, type ImageBatch } from '../io/png.js';
@@ -27,6 +27,7 @@ export interface SampleFlags {
   shard?: string;
   threads?: number;
   weights?: string;
+  checkpoint?: string;
 }
 
 /** Sample i's noise stream: depends on (seed, i) only, so shards reproduce the unsharded run. */
@@ -36,7 +37,8 @@ export function sampleNoiseRng(seed: number, index: number): Rng {
 
 export async function sampleCommand(flags: SampleFlags): Promise<number> {
   if (flags.out && flags.outDir) throw new UserError('--out and --out-dir are exclusive: one grid PNG or one PNG per sample');
-  const { runDir, checkpoint } = resolveRun(flags.run);
+  const resolved = resolveRun(flags.run, { checkpoint: flags.checkpoint });
+  const { runDir, checkpoint } = resolved;
   const { model, config, meta, step } = await withBackend(flags, () => loadModel(checkpoint, parseWeights(flags.weights)));
   let parallel: Awaited<ReturnType<typeof inferenceThreads>> = null;
   try {
@@ -50,7 +52,7 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
     const par = parallel;
     // Sample i depends on its own noise stream only, so the threads split a batch without changing it.
     const draw: Draw = (k, t, rngs, labels) => (par ? par.sample(model, k, t, rngs, labels) : model.sample(k, t, rngs, labels));
-    if (flags.shard) return await sampleShard(meta, { runDir, checkpoint, step, temps, h, w, c }, flags, draw);
+    if (flags.shard) return await sampleShard(meta, { ...resolved, temps, h, w, c }, flags, draw);
     const perRow = temps.length > 1 ? Math.ceil(flags.n / temps.length) : flags.n;
     const rows: Uint8Array[] = [];
     for (const t of temps) {
@@ -88,7 +90,7 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
     }
     const summary = { run_dir: runDir, checkpoint, step, n, temperatures: temps, seed: flags.seed, files: written };
     if (flags.json) printJson(summary);
-    else if (!flags.quiet) process.stdout.write(`wrote ${n} samples (T=${temps.join(',')}, seed ${flags.seed}) from step ${step} to ${written.length === 1 ? written[0] : `${flags.outDir} (${written.length} files)`}\n`);
+    else if (!flags.quiet) process.stdout.write(`wrote ${n} samples (T=${temps.join(',')}, seed ${flags.seed}) from ${describeRun(resolved)} to ${written.length === 1 ? written[0] : `${flags.outDir} (${written.length} files)`}\n`);
     return EXIT.OK;
   } finally {
     await parallel?.dispose();
@@ -98,10 +100,7 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
 
 type Draw = (n: number, temperature: number, rngs: Rng[], labels?: tf.Tensor1D) => tf.Tensor;
 
-interface RunInfo {
-  runDir: string;
-  checkpoint: string;
-  step: number;
+interface RunInfo extends ResolvedRun {
   temps: number[];
   h: number;
   w: number;
@@ -147,8 +146,8 @@ async function sampleShard(meta: LoadedModel['meta'], r: RunInfo, flags: SampleF
   };
   const partFile = path.join(flags.outDir, `part-${shard.index}-of-${shard.count}.json`);
   writePart(partFile, part);
-  if (flags.json) printJson({ part: partFile, shard, n: indices.length, total: flags.n });
-  else if (!flags.quiet) process.stdout.write(`shard ${shard.index}/${shard.count}: wrote ${indices.length} of ${flags.n} samples to ${flags.outDir}; part file ${partFile}\n`);
+  if (flags.json) printJson({ part: partFile, shard, n: indices.length, total: flags.n, run_dir: r.runDir, checkpoint: r.checkpoint, step: r.step });
+  else if (!flags.quiet) process.stdout.write(`shard ${shard.index}/${shard.count}: wrote ${indices.length} of ${flags.n} samples of ${describeRun(r)} to ${flags.outDir}; part file ${partFile}\n`);
   return EXIT.OK;
 }
 

@@ -5,7 +5,7 @@ import { makeLogger, formatSeconds, type LogFormat } from '../train/logger.js';
 import { startBackend, printJson } from './common.js';
 import { UserError, EXIT } from '../errors.js';
 import type { Config } from '../config/schema.js';
-import { latestCheckpoint } from '../io/checkpoint.js';
+import { latestCheckpoint, newestCheckpoint } from '../io/checkpoint.js';
 import { runDirOf } from '../io/run.js';
 
 export interface TrainFlags {
@@ -30,7 +30,8 @@ export async function trainCommand(configFile: string, flags: TrainFlags): Promi
   if (flags.backend !== undefined) sets.push(`backend=${flags.backend}`);
   if (flags.name !== undefined) sets.push(`name=${flags.name}`);
   const cfg = loadConfig(configFile, sets);
-  if (flags.resume && !latestCheckpoint(runDirOf(cfg.runs_dir, cfg.name))) {
+  // A run whose checkpoints are all damaged is left to train(), whose error names the newest one.
+  if (flags.resume && !latestCheckpoint(runDirOf(cfg.runs_dir, cfg.name)) && !newestCheckpoint(runDirOf(cfg.runs_dir, cfg.name))) {
     throw new UserError(`--resume: ${runDirOf(cfg.runs_dir, cfg.name)} has no checkpoint to resume from`);
   }
   await startBackend(cfg.backend, flags.quiet);
@@ -72,13 +73,21 @@ export async function trainCommand(configFile: string, flags: TrainFlags): Promi
       resumed_from: s.resumedFrom,
       [`train_${s.lossName}`]: s.loss,
       [`test_${s.lossName}`]: s.testLoss,
-      img_per_s: Number(s.imgPerSec.toFixed(2)),
+      // null, not 0, when no step ran: there was no throughput to measure.
+      img_per_s: s.nothingToDo ? null : Number(s.imgPerSec.toFixed(2)),
       seconds: Number(s.seconds.toFixed(1)),
       skipped_steps: s.skippedSteps,
       parameters: s.parameters,
+      ...(s.nothingToDo ? { nothing_to_do: true } : {}),
+      ...(s.resumeWarning ? { resume_warning: s.resumeWarning } : {}),
     };
     if (flags.json) printJson(summary);
-    else if (!flags.quiet) {
+    else if (!flags.quiet && s.nothingToDo) {
+      process.stderr.write(
+        `done: nothing left to do: ${s.runDir} is already at step ${s.step} (train.max_steps ${cfg.train.max_steps}; raise it with --max-steps to train on); ` +
+          `train ${s.lossName} ${fmt(s.loss)}, test ${s.lossName} ${fmt(s.testLoss)} (from checkpoint ${s.checkpoint})\n`,
+      );
+    } else if (!flags.quiet) {
       process.stderr.write(
         `done: step ${s.step} (${s.stoppedBy}) in ${formatSeconds(s.seconds)}, train ${s.lossName} ${fmt(s.loss)}, test ${s.lossName} ${fmt(s.testLoss)}, ` +
           `${s.imgPerSec.toFixed(1)} img/s; checkpoint ${s.checkpoint}\n`,

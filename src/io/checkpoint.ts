@@ -339,12 +339,68 @@ export function readManifest(dir: string): CheckpointManifest {
 /** Cheap completeness check (manifest valid, file sizes right; no hashing). Null when not a usable checkpoint. */
 export function inspectCheckpoint(dir: string): CheckpointManifest | null {
   try {
-    const m = readManifest(dir);
-    for (const [file, size] of Object.entries(m.bytes)) if (statSync(join(dir, file)).size !== size) return null;
-    return m;
+    return checkedManifest(dir);
   } catch {
     return null;
   }
+}
+
+/** The manifest after the cheap completeness check; a one-line UserError naming the file that fails it. */
+function checkedManifest(dir: string): CheckpointManifest {
+  const m = readManifest(dir);
+  for (const [file, size] of Object.entries(m.bytes)) {
+    const path = join(dir, file);
+    let actual: number;
+    try {
+      actual = statSync(path).size;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new UserError(code === 'ENOENT' ? `${path}: missing; the checkpoint is incomplete` : `${path}: cannot read (${code ?? (e as Error).message})`);
+    }
+    if (actual !== size) throw new UserError(`${path}: size ${actual} bytes, expected ${size} (from manifest.json); the checkpoint is truncated or corrupt`);
+  }
+  return m;
+}
+
+/** Why dir is not a usable checkpoint (one line naming the file), or null when it passes the cheap check. */
+export function checkpointProblem(dir: string): string | null {
+  try {
+    checkedManifest(dir);
+    return null;
+  } catch (e) {
+    if (e instanceof UserError) return e.message;
+    throw e;
+  }
+}
+
+export interface NewestCheckpoint {
+  /** step-XXXXXXXX */
+  name: string;
+  dir: string;
+  step: number;
+  /** Why it cannot be used (one line), or null. */
+  problem: string | null;
+}
+
+/**
+ * The newest checkpoint a run has, usable or not: the higher of the step LATEST names and the highest
+ * step-* directory (saves rename complete directories into place, so every step-* directory claims to be a
+ * checkpoint). Null when the run has none. Readers use it instead of latestCheckpoint so that a damaged
+ * newest checkpoint is reported rather than silently replaced by an older one.
+ */
+export function newestCheckpoint(runDir: string): NewestCheckpoint | null {
+  const ckDir = checkpointsDir(runDir);
+  const dirs = stepDirs(ckDir);
+  const latestName = readNameFile(join(ckDir, 'LATEST'));
+  const latestStep = latestName ? Number(STEP_DIR.exec(latestName)![1]) : -1;
+  const top = dirs[dirs.length - 1];
+  if (!top && latestStep < 0) return null;
+  if (top && top.step >= latestStep) {
+    const dir = join(ckDir, top.name);
+    return { name: top.name, dir, step: top.step, problem: checkpointProblem(dir) };
+  }
+  const dir = join(ckDir, latestName!);
+  return { name: latestName!, dir, step: latestStep, problem: `${join(ckDir, 'LATEST')} names ${latestName} but ${dir} does not exist` };
 }
 
 function readVerified(dir: string, file: string, m: CheckpointManifest): Buffer {

@@ -9,7 +9,7 @@ import { checkConsistency, checkDatasetConsistency } from '../config/validate.js
 import { loadDataset, type Dataset } from '../data/index.js';
 import { BatchIterator, toPixels } from '../data/preprocess.js';
 import { buildModel, countParameters, type FlowModel } from '../flows/model.js';
-import { saveCheckpoint, latestCheckpoint, loadCheckpoint, assertCompatible, type TensorRecord } from '../io/checkpoint.js';
+import { saveCheckpoint, latestCheckpoint, newestCheckpoint, loadCheckpoint, assertCompatible, type TensorRecord } from '../io/checkpoint.js';
 import { atomicWriteFile, toStorageError } from '../io/atomic.js';
 import { acquireRunLock } from '../io/lock.js';
 import { modelRecords, assignModel, recordsByName, type ModelMeta } from '../io/model-io.js';
@@ -31,6 +31,8 @@ export interface TrainOptions {
   /** Polled between steps; returns the signal name when the process was asked to stop. */
   stopRequested?: () => 'SIGINT' | 'SIGTERM' | null;
   dryRun?: boolean;
+  /** Warnings that must be seen even with --quiet (default: stderr). */
+  warn?: (line: string) => void;
 }
 
 export interface TrainSummary {
@@ -47,6 +49,10 @@ export interface TrainSummary {
   resumedFrom: number | null;
   parameters: number;
   dataShape: number[];
+  /** Resumed from an older checkpoint because the newest was unusable: what was wrong with it. */
+  resumeWarning?: string;
+  /** The run was already at train.max_steps: no step was run; loss and testLoss come from its last checkpoint. */
+  nothingToDo?: boolean;
   /** --dry-run only: why the data could not be read (the model was sized from the format's known shape). */
   dataError?: UserError | null;
 }
@@ -101,8 +107,10 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
   const noiseRng = new Rng(cfg.seed + 1);
   const st: TrainState = { meta, step: 0, optimizerT: 0, iterator: null, noiseRng: 0, lrScale: 1, bestTest: null, skippedSteps: 0 };
 
+  let restoredMetrics: Record<string, number> = {};
   const restore = (dir: string) => {
     const c = loadCheckpoint(dir);
+    restoredMetrics = c.metrics ?? {};
     assertCompatible(c.config, cfg, dir);
     const byName = recordsByName(c);
     assignModel(model, byName, dir);
@@ -116,26 +124,68 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
 
   let resumedFrom: number | null = null;
   let parallel: ParallelGradients | null = null;
+  // existing: the newest usable checkpoint; newest: the newest one there is, usable or not.
   const existing = latestCheckpoint(runDir);
+  const newest = newestCheckpoint(runDir);
+  const metricsFile = path.join(runDir, 'metrics.ndjson');
+  let resumeWarning: string | undefined;
+  let latestMarked = false;
   try {
+    if (opts.resume === 'auto' && newest?.problem && !existing) {
+      throw new UserError(`${runDir}: the newest checkpoint ${newest.name} is unusable (${newest.problem}) and there is no older usable one; pass --fresh to start at step 0 (the old files move to ${path.join(runDir, 'archive')}/)`);
+    }
     if (existing && opts.resume === 'auto') {
       restore(existing);
       resumedFrom = st.step;
+      if (newest && newest.dir !== existing) {
+        // Never fall back silently: the steps after this checkpoint are lost and readers refuse the damaged one until a save passes it.
+        resumeWarning = `the newest checkpoint ${newest.name} is unusable (${newest.problem}); resuming from the older ${path.basename(existing)}, steps ${st.step + 1}..${newest.step} are trained again`;
+        (opts.warn ?? ((l: string) => process.stderr.write(l + '\n')))(`WARNING: ${runDir}: ${resumeWarning}`);
+        appendMetrics(metricsFile, { time: new Date().toISOString(), event: 'resumed_from_older_checkpoint', resumed_step: st.step, newest_checkpoint: newest.name, newest_step: newest.step, problem: newest.problem });
+        log.event({ event: 'resumed_from_older_checkpoint', resumed_step: st.step, newest_checkpoint: newest.name, problem: newest.problem });
+      }
       log.info(`resuming ${runDir} from step ${st.step} (${existing})`);
+      // The run already has a checkpoint: it becomes <runs>/latest now.
+      markLatest(cfg.runs_dir, cfg.name);
+      latestMarked = true;
     } else {
-      if (existing) archiveCheckpoints(runDir, log);
+      // Step 0 in a run directory that has files: move them all aside, so no old metrics or samples mix with the new run's.
+      archiveRun(runDir, log, opts.resume === 'fresh' ? '--fresh' : 'starting at step 0');
       initializeModel(model, cfg, data);
       average?.reset();
     }
+    const maxSteps = cfg.train.max_steps;
+    if (resumedFrom !== null && maxSteps > 0 && st.step >= maxSteps) {
+      // Nothing left to do: report the figures the run finished with instead of nulls.
+      const figure = (key: string): number | null => {
+        const v = restoredMetrics[key];
+        return typeof v === 'number' && Number.isFinite(v) ? v : lastLogged(metricsFile, key, st.step);
+      };
+      return {
+        runDir,
+        step: st.step,
+        stoppedBy: 'max_steps',
+        loss: figure(`train_${lossName}`),
+        lossName,
+        testLoss: figure(`test_${lossName}`),
+        checkpoint: existing,
+        imgPerSec: 0,
+        seconds: 0,
+        skippedSteps: st.skippedSteps,
+        resumedFrom,
+        parameters,
+        dataShape: data.shape,
+        resumeWarning,
+        nothingToDo: true,
+      };
+    }
     atomicWriteFile(path.join(runDir, 'config.yaml'), dumpConfig(cfg));
-    markLatest(cfg.runs_dir, cfg.name);
     // train.workers > 1: worker threads (each its own wasm backend) compute shares of every batch.
     if (cfg.train.workers > 1) {
       parallel = await ParallelGradients.create(cfg, meta, cfg.train.workers);
       log.info(`data-parallel: ${cfg.train.workers} threads`);
     }
 
-    const maxSteps = cfg.train.max_steps;
     const deadline = cfg.train.max_minutes > 0 ? Date.now() + cfg.train.max_minutes * 60_000 : Infinity;
     const started = Date.now();
     let lastCheckpoint: string | null = existing && resumedFrom !== null ? existing : null;
@@ -148,7 +198,6 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
     let windowImages = 0;
     let totalImages = 0;
     let stoppedBy: TrainSummary['stoppedBy'] = 'max_steps';
-    const metricsFile = path.join(runDir, 'metrics.ndjson');
 
     // 'full' also measures test loss and writes a sample grid; 'fast' (on SIGINT/SIGTERM) only saves, to exit within seconds.
     const checkpoint = async (mode: 'full' | 'fast') => {
@@ -167,6 +216,11 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
       const dir = saveCheckpoint(runDir, { step: st.step, tensors, state: st, config: cfg, metrics }, { keepLast: cfg.train.keep_last, bestMetric: `test_${lossName}` });
       lastCheckpoint = dir;
       lastCheckpointStep = st.step;
+      if (!latestMarked) {
+        // A new run becomes <runs>/latest with its first checkpoint, so a run that fails earlier never takes the link.
+        markLatest(cfg.runs_dir, cfg.name);
+        latestMarked = true;
+      }
       fs.appendFileSync(metricsFile, JSON.stringify({ step: st.step, [`test_${lossName}`]: test }) + '\n');
       log.event({ event: 'checkpoint', step: st.step, path: dir, test });
       if (mode === 'full' && data.kind === 'image' && cfg.train.sample_grid > 0) {
@@ -259,6 +313,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
       resumedFrom,
       parameters,
       dataShape: data.shape,
+      resumeWarning,
     };
   } finally {
     await parallel?.dispose();
@@ -309,12 +364,46 @@ export async function writeSampleGrid(model: FlowModel, cfg: Config, meta: Model
   await writeGrid(file, { pixels: toPixels(values, meta.nBits), n, height: h, width: w, channels: c });
 }
 
-function archiveCheckpoints(runDir: string, log: TrainLogger): void {
-  const from = path.join(runDir, 'checkpoints');
+// What a run directory holds from its training; archived together so the archive is itself a run directory
+// (flow eval --run <run>/archive/<time> works) and the new run starts with none of the old one's files.
+const RUN_FILES = ['checkpoints', 'metrics.ndjson', 'samples', 'config.yaml', 'curves.png'];
+
+/** Moves the run's files to <run>/archive/<time>/ (nothing when there are none). */
+function archiveRun(runDir: string, log: TrainLogger, why: string): void {
+  const present = RUN_FILES.filter((f) => fs.existsSync(path.join(runDir, f)));
+  if (!present.length) return;
   const to = path.join(runDir, 'archive', new Date().toISOString().replace(/[:.]/g, '-'));
-  fs.mkdirSync(path.dirname(to), { recursive: true });
-  fs.renameSync(from, to);
-  log.info(`--fresh: moved the old checkpoints to ${to}`);
+  try {
+    fs.mkdirSync(to, { recursive: true });
+    for (const f of present) fs.renameSync(path.join(runDir, f), path.join(to, f));
+  } catch (e) {
+    throw toStorageError(e, 'archive of the old run', to);
+  }
+  log.info(`${why}: moved the old run's ${present.join(', ')} to ${to}`);
+}
+
+function appendMetrics(file: string, obj: Record<string, unknown>): void {
+  fs.appendFileSync(file, JSON.stringify(obj) + '\n');
+}
+
+/** The last value of key logged at `step` in metrics.ndjson, or null (a finished run's figures when its checkpoint lacks them). */
+function lastLogged(file: string, key: string, step: number): number | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+  let found: number | null = null;
+  for (const line of text.split('\n')) {
+    try {
+      const o = JSON.parse(line) as Record<string, unknown>;
+      if (o.step === step && typeof o[key] === 'number' && Number.isFinite(o[key])) found = o[key] as number;
+    } catch {
+      /* a torn line */
+    }
+  }
+  return found;
 }
 
 /**
