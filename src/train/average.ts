@@ -29,13 +29,14 @@ export class WeightAverage {
     return Math.min(decay, (1 + t) / (10 + t));
   }
 
-  /** After optimiser update t: average = d * average + (1 - d) * param. */
-  update(t: number): void {
+  /** After optimiser update t: average = d * average + (1 - d) * param (only where `gate` is true, when given). */
+  update(t: number, gate?: tf.Tensor): void {
     const d = WeightAverage.decayAt(this.decay, t);
     this.shadow.forEach((s, i) => {
-      const next = ops().lerp(s, this.params[i]!, d);
+      const mixed = ops().lerp(s, this.params[i]!, d);
+      const next = gate ? tf.tidy(() => tf.where(gate, mixed, s)) : mixed;
       s.assign(next);
-      next.dispose();
+      tf.dispose([mixed, next]);
     });
   }
 

@@ -23,17 +23,24 @@ export class Optimizer {
     this.v = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p), false)));
   }
 
-  /** One update with learning rate lr; grads[i] belongs to params[i]. */
-  apply(grads: tf.Tensor[], lr: number): void {
+  /**
+   * One update with learning rate lr; grads[i] belongs to params[i]. With `gate` (a boolean scalar on the
+   * device) the parameters and moments change only where it is true: the GPU step's non-finite guard,
+   * decided without a host read. The step count advances either way.
+   */
+  apply(grads: tf.Tensor[], lr: number, gate?: tf.Tensor): void {
     this.t += 1;
     const o = { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, t: this.t, adamax: this.kind === 'adamax' };
     for (let i = 0; i < this.params.length; i++) {
       // adamStep is one fused kernel on wasm (the tf-op update elsewhere), bit for bit the same.
-      const [p, m, v] = ops().adamStep(this.params[i]!, this.m[i]!, this.v[i]!, grads[i]!, o);
-      this.params[i]!.assign(p);
-      this.m[i]!.assign(m);
-      this.v[i]!.assign(v);
-      tf.dispose([p, m, v]);
+      const next = ops().adamStep(this.params[i]!, this.m[i]!, this.v[i]!, grads[i]!, o);
+      const targets = [this.params[i]!, this.m[i]!, this.v[i]!];
+      targets.forEach((target, k) => {
+        const value = gate ? tf.tidy(() => tf.where(gate, next[k]!, target)) : next[k]!;
+        target.assign(value);
+        if (gate) value.dispose();
+      });
+      tf.dispose(next);
     }
   }
 

@@ -6,6 +6,7 @@ import { bpdTensor, nllPerDimTensor } from '../eval/bpd.js';
 import { ops } from '../kernels/index.js';
 import { globalNormByOps } from '../kernels/stock.js';
 import type { Optimizer } from './optimizer.js';
+import type { WeightAverage } from './average.js';
 import type { Config } from '../config/schema.js';
 import type { Dataset } from '../data/index.js';
 import { toModelInput } from '../data/preprocess.js';
@@ -136,4 +137,89 @@ export async function trainStep(model: FlowModel, optimizer: Optimizer, batch: B
   }
   tf.dispose([loss, ...grads]);
   return { applied, loss: lossSeen, gradNorm };
+}
+
+/** A step run on the device whose outcome has not been read yet. */
+interface PendingStep {
+  step: number;
+  loss: tf.Scalar;
+  norm: tf.Scalar;
+  ok: tf.Tensor;
+}
+
+export interface SettledStep extends StepResult {
+  step: number;
+}
+
+/**
+ * Runs training steps for the trainer and reports each step's outcome. Where tensors live in host memory
+ * every step is checked on the host as it runs (trainStep). On a GPU the whole step stays on the device:
+ * the gradient norm, clipping and the non-finite guard are tensors, a bad step leaves the parameters
+ * unchanged through a gated update, and the outcomes are read back only when the caller asks to settle
+ * (at the log interval, before a checkpoint): one read for a window of steps instead of one per step.
+ */
+export class StepRunner {
+  private pending: PendingStep[] = [];
+  readonly onDevice: boolean;
+
+  constructor(
+    private readonly model: FlowModel,
+    private readonly optimizer: Optimizer,
+    private readonly average: WeightAverage | null,
+    private readonly grad: GradFn = lossAndGrads,
+  ) {
+    this.onDevice = !ops().hostMemory;
+  }
+
+  /** Runs step number `step`; with settle, returns the outcomes of every step not yet reported, in order. */
+  async run(step: number, batch: Batch, o: StepOptions, settle: boolean): Promise<SettledStep[]> {
+    if (!this.onDevice) {
+      const result = await trainStep(this.model, this.optimizer, batch, o, this.grad);
+      if (result.applied) this.average?.update(this.optimizer.t);
+      return [{ ...result, step }];
+    }
+    this.pending.push(this.deviceStep(step, batch, o));
+    return settle ? this.settle() : [];
+  }
+
+  private deviceStep(step: number, batch: Batch, o: StepOptions): PendingStep {
+    const { loss: raw, grads } = this.grad(this.model, this.optimizer.params, batch, o);
+    const loss = o.inject ? tf.tidy(() => tf.add(raw, NaN)) as tf.Scalar : raw;
+    if (loss !== raw) raw.dispose();
+    const norm = globalNormByOps(grads);
+    const ok = tf.tidy(() => tf.logicalAnd(tf.isFinite(loss), tf.isFinite(norm)));
+    // Clip to maxGradNorm; a bad step's gradients become zeros so its (discarded) update stays finite.
+    const scaled = tf.tidy(() => {
+      const scale = o.maxGradNorm > 0 ? tf.minimum(1, tf.div(o.maxGradNorm, norm)) : tf.scalar(1);
+      const safeScale = tf.where(ok, scale, tf.zerosLike(scale));
+      return grads.map((g) => tf.where(ok, tf.mul(g, safeScale), tf.zerosLike(g)));
+    });
+    this.optimizer.apply(scaled, o.lr, ok);
+    this.average?.update(this.optimizer.t, ok);
+    tf.dispose([...grads, ...scaled]);
+    return { step, loss, norm, ok };
+  }
+
+  /** Reads the outcomes of the steps run since the last settle (one read), in order. */
+  async settle(): Promise<SettledStep[]> {
+    if (this.pending.length === 0) return [];
+    const steps = this.pending;
+    this.pending = [];
+    const table = tf.tidy(() => tf.stack(steps.flatMap((p) => [p.loss, p.norm, tf.cast(p.ok, 'float32')])));
+    const values = await table.data();
+    table.dispose();
+    tf.dispose(steps.flatMap((p) => [p.loss, p.norm, p.ok]));
+    return steps.map((p, i) => ({ step: p.step, loss: values[3 * i]!, gradNorm: values[3 * i + 1]!, applied: values[3 * i + 2] === 1 }));
+  }
+
+  /** Steps run whose outcomes have not been read yet. */
+  get backlog(): number {
+    return this.pending.length;
+  }
+
+  /** Drops unread outcomes (after a rollback they describe steps that no longer count). */
+  discard(): void {
+    tf.dispose(this.pending.flatMap((p) => [p.loss, p.norm, p.ok]));
+    this.pending = [];
+  }
 }

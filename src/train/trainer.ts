@@ -18,7 +18,7 @@ import { writeGrid } from '../io/png.js';
 import { perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
 import { Optimizer, learningRate, runProgress } from './optimizer.js';
 import { ParallelGradients } from './parallel.js';
-import { initializeModel, makeBatch, trainStep } from './step.js';
+import { initializeModel, makeBatch, StepRunner, type SettledStep, type StepOptions } from './step.js';
 import { WeightAverage } from './average.js';
 import type { TrainLogger } from './logger.js';
 import { Rng } from '../rng.js';
@@ -228,6 +228,40 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
       }
     };
 
+    const runner = new StepRunner(model, optimizer, average, parallel ? parallel.lossAndGrads.bind(parallel) : undefined);
+    // Takes in the outcomes of finished steps: counts skips, logs them, rolls back after too many in a
+    // row. Returns false after a rollback (the remaining outcomes described steps that no longer count).
+    const absorb = (settled: SettledStep[]): boolean => {
+      for (const result of settled) {
+        if (result.applied) {
+          consecutiveBad = 0;
+          lastLoss = result.loss;
+          continue;
+        }
+        st.skippedSteps += 1;
+        consecutiveBad += 1;
+        log.event({ event: 'nonfinite_step_skipped', step: result.step, loss: String(result.loss), grad_norm: String(result.gradNorm), in_a_row: consecutiveBad });
+        if (consecutiveBad >= cfg.train.nan_skip_limit) {
+          if (!lastCheckpoint) {
+            throw new FlowFailure(`training diverged: ${consecutiveBad} non-finite steps in a row at step ${result.step} and no checkpoint to roll back to; lower train.lr (now ${cfg.train.lr}) or add train.warmup_steps`);
+          }
+          if (++rollbacks > MAX_ROLLBACKS) {
+            throw new FlowFailure(`training diverged: still non-finite at step ${result.step} after ${MAX_ROLLBACKS} rollbacks (LR scale ${st.lrScale}); the last good checkpoint is ${lastCheckpoint}`);
+          }
+          const lrScale = st.lrScale / 2;
+          const skipped = st.skippedSteps;
+          runner.discard();
+          restore(lastCheckpoint);
+          st.lrScale = lrScale;
+          st.skippedSteps = skipped;
+          consecutiveBad = 0;
+          log.event({ event: 'rollback', to_step: st.step, lr_scale: lrScale });
+          return false;
+        }
+      }
+      return true;
+    };
+
     while (true) {
       const signal = opts.stopRequested?.();
       if (signal) {
@@ -239,43 +273,32 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
         stoppedBy = 'max_minutes';
         break;
       }
+      const step = st.step + 1;
+      const logNow = step % cfg.train.log_every === 0 || step === maxSteps;
+      const evalNow = cfg.train.eval_every > 0 && step % cfg.train.eval_every === 0 && step % cfg.train.checkpoint_every !== 0;
+      const checkpointNow = step % cfg.train.checkpoint_every === 0;
       const { indices } = iterator.next();
       const batch = makeBatch(data, indices, cfg, noiseRng);
       const progress = runProgress(st.step, maxSteps, Date.now() - started, cfg.train.max_minutes);
-      const lr = learningRate(cfg.train.lr, cfg.train.warmup_steps, st.step + 1, cfg.train.lr_schedule, progress) * st.lrScale;
-      const grad = parallel ? parallel.lossAndGrads.bind(parallel) : undefined;
-      const result = await trainStep(model, optimizer, batch, { dims, nBins, lossName, lr, maxGradNorm: cfg.train.max_grad_norm, classLossWeight: cfg.model.class_loss_weight, inject: injectNonFinite(st.step + 1) }, grad);
+      const lr = learningRate(cfg.train.lr, cfg.train.warmup_steps, step, cfg.train.lr_schedule, progress) * st.lrScale;
+      const stepOptions: StepOptions = { dims, nBins, lossName, lr, maxGradNorm: cfg.train.max_grad_norm, classLossWeight: cfg.model.class_loss_weight, inject: injectNonFinite(step) };
+      // On a GPU the outcomes are read only where something needs them (a log line, an eval, a checkpoint).
+      const settled = await runner.run(step, batch, stepOptions, logNow || evalNow || checkpointNow || runner.backlog >= MAX_UNREAD_STEPS);
       batch.x.dispose();
       batch.labels?.dispose();
-      st.step += 1;
-      if (!result.applied) {
-        st.skippedSteps += 1;
-        consecutiveBad += 1;
-        log.event({ event: 'nonfinite_step_skipped', step: st.step, loss: String(result.loss), grad_norm: String(result.gradNorm), in_a_row: consecutiveBad });
-        if (consecutiveBad >= cfg.train.nan_skip_limit) {
-          if (!lastCheckpoint) {
-            throw new FlowFailure(`training diverged: ${consecutiveBad} non-finite steps in a row at step ${st.step} and no checkpoint to roll back to; lower train.lr (now ${cfg.train.lr}) or add train.warmup_steps`);
-          }
-          if (++rollbacks > MAX_ROLLBACKS) {
-            throw new FlowFailure(`training diverged: still non-finite at step ${st.step} after ${MAX_ROLLBACKS} rollbacks (LR scale ${st.lrScale}); the last good checkpoint is ${lastCheckpoint}`);
-          }
-          const lrScale = st.lrScale / 2;
-          const skipped = st.skippedSteps;
-          restore(lastCheckpoint);
-          st.lrScale = lrScale;
-          st.skippedSteps = skipped;
-          consecutiveBad = 0;
-          log.event({ event: 'rollback', to_step: st.step, lr_scale: lrScale });
-        }
+      st.step = step;
+      if (!absorb(settled)) {
         await yieldToEventLoop();
         continue;
       }
-      consecutiveBad = 0;
-      average?.update(optimizer.t);
-      lastLoss = result.loss;
+      // A skipped step neither logs nor evaluates nor checkpoints.
+      if (settled.some((r) => r.step === step && !r.applied)) {
+        await yieldToEventLoop();
+        continue;
+      }
       windowImages += indices.length;
       totalImages += indices.length;
-      if (st.step % cfg.train.log_every === 0 || st.step === maxSteps) {
+      if (logNow) {
         const now = performance.now();
         const imgPerSec = (windowImages / (now - windowStart)) * 1000;
         windowStart = now;
@@ -285,17 +308,18 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
         const etaSteps = imgPerSec > 0 ? (stepsLeft * cfg.train.batch_size) / imgPerSec : null;
         const etaTime = deadline === Infinity ? null : (deadline - Date.now()) / 1000;
         const eta = etaSteps === null || !Number.isFinite(etaSteps) ? etaTime : etaTime === null ? etaSteps : Math.min(etaSteps, etaTime);
-        log.progress({ step: st.step, maxSteps, loss: result.loss, lr, imgPerSec, elapsedSec, etaSec: eta });
-        fs.appendFileSync(metricsFile, JSON.stringify({ step: st.step, [`train_${lossName}`]: result.loss, lr, img_per_s: imgPerSec }) + '\n');
+        log.progress({ step: st.step, maxSteps, loss: lastLoss ?? NaN, lr, imgPerSec, elapsedSec, etaSec: eta });
+        fs.appendFileSync(metricsFile, JSON.stringify({ step: st.step, [`train_${lossName}`]: lastLoss, lr, img_per_s: imgPerSec }) + '\n');
       }
-      if (cfg.train.eval_every > 0 && st.step % cfg.train.eval_every === 0 && st.step % cfg.train.checkpoint_every !== 0) {
+      if (evalNow) {
         const test = await averaged(() => evaluateTest(model, data, cfg));
         log.event({ event: 'eval', step: st.step, [`test_${lossName}`]: test });
         fs.appendFileSync(metricsFile, JSON.stringify({ step: st.step, [`test_${lossName}`]: test }) + '\n');
       }
-      if (st.step % cfg.train.checkpoint_every === 0) await checkpoint('full');
+      if (checkpointNow) await checkpoint('full');
       await yieldToEventLoop();
     }
+    absorb(await runner.settle());
     // Always end on a checkpoint; on a signal skip the sample grid so we exit within seconds.
     if (st.step !== lastCheckpointStep) await checkpoint(stoppedBy === 'SIGINT' || stoppedBy === 'SIGTERM' ? 'fast' : 'full');
     const seconds = (Date.now() - started) / 1000;
@@ -336,6 +360,9 @@ function injectNonFinite(step: number): boolean {
   injected.add(step);
   return true;
 }
+
+/** On a GPU, the most steps run before their outcomes are read (bounds the pending tensors when log_every is large). */
+const MAX_UNREAD_STEPS = 50;
 
 /** Rollbacks allowed in one invocation before we call the run diverged rather than unlucky. */
 const MAX_ROLLBACKS = 3;
