@@ -10,6 +10,7 @@ import { checkConsistency, checkDatasetConsistency, maxLevelsFor } from '../src/
 import { ConfigSchema } from '../src/config/schema.js';
 import { UserError } from '../src/errors.js';
 
+const ROOT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'flow-config-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
@@ -208,4 +209,24 @@ test('checkConsistency: vectors, masks, labels, batch size', () => {
     /needs labelled data/,
   );
   checkDatasetConsistency(cond, { shape: [8, 8, 1], train: { n: 100, labels: new Int32Array(100) }, numClasses: 10 });
+});
+
+test("model.learn_top: channel | position | false; true is the old 'position'; a checkpoint saying true matches 'position'", async () => {
+  assert.equal(parseConfigText('model:\n  learn_top: channel\n').model.learn_top, 'channel');
+  assert.equal(parseConfigText('model:\n  learn_top: true\n').model.learn_top, 'position');
+  assert.equal(parseConfigText('model:\n  learn_top: false\n').model.learn_top, false);
+  assert.equal(parseConfigText('', 'c.yaml', ['model.learn_top=true']).model.learn_top, 'position');
+  assert.equal(
+    userError(() => parseConfigText('model:\n  learn_top: yes\n', 'c.yaml')),
+    `c.yaml: model.learn_top: expected one of 'channel', 'position', true, false, got "yes"`,
+  );
+  // The dumped config reads back unchanged.
+  const cfg = parseConfigText('model:\n  learn_top: channel\n');
+  assert.deepEqual(parseConfigText(dumpConfig(cfg)), cfg);
+  const { assertCompatible } = await import('../src/io/checkpoint.js');
+  const old = { model: { ...ConfigSchema.parse({}).model, learn_top: true } };
+  assertCompatible(old, parseConfigText('model:\n  learn_top: position\n'));
+  assert.match(userError(() => assertCompatible(old, parseConfigText('model:\n  learn_top: channel\n'))), /model\.learn_top is "position" in the checkpoint but "channel"/);
+  // The benchmark config uses the reference's per-channel prior.
+  assert.equal(loadConfig(join(ROOT_DIR, 'configs', 'bench-fashion.yaml')).model.learn_top, 'channel');
 });

@@ -35,7 +35,12 @@ export const ModelSchema = z.strictObject({
   actnorm: z.enum(['auto', 'on', 'off']).default('auto').describe("ActNorm with data-dependent init; auto = on for glow, off otherwise"),
   mask: z.enum(['auto', 'checkerboard', 'channel']).default('auto').describe("realnvp masks; auto alternates checkerboard and channel as in the paper"),
   hidden_layers: int().min(1).max(8).default(2).describe("hidden layers of the MLP coupling nets of vector (2-D / tabular) flows"),
-  learn_top: z.boolean().default(true).describe("learn the mean and log-std of the top-level Gaussian prior"),
+  // `true` was the only way to learn the top prior before 'channel' existed; it keeps that meaning.
+  learn_top: z
+    .union([z.enum(['channel', 'position']), z.literal(true), z.literal(false)])
+    .transform((v) => (v === true ? 'position' : v))
+    .default('position')
+    .describe("learned top-level Gaussian prior: 'channel' = one mean and log-std per channel, as bias * exp(3 * logscale) (ref_glow.py exactly: its zero-init conv applied to zeros reduces to that; openai/glow's learntop and rosinality's glow are this plus a learned offset at border positions, their conv padding with an edge indicator or ones); 'position' = a free mean and log-std per position and channel; false = N(0, I); true = 'position' (older configs)"),
   split_prior: z.enum(['learned', 'standard']).default('learned').describe("prior of split-off latents: learned conditional Gaussian (Glow) or N(0, I)"),
   conditional: z.enum(['none', 'classes']).default('none').describe("'classes' makes the top prior depend on the label (class-conditional Glow)"),
   class_loss_weight: z.number().min(0).default(0).describe("weight of openai/glow's ycond classification loss on the top latent (0 = off)"),
