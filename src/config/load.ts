@@ -2,6 +2,7 @@
 // Every failure is one UserError line: `<source>: <path>: <what>; expected <what>`, first problem only,
 // checked in document order so the message points at the first thing the user wrote wrong.
 import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import { UserError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -176,8 +177,39 @@ function checkRaw(obj: Plain, schema: AnySchema, prefix: string, fileLabel: stri
   }
 }
 
+/** How a config-relative data.path was written, by the absolute path it resolved to (for not-found errors). */
+const dataPathOrigins = new Map<string, { written: string; file: string; dir: string }>();
+
+export function dataPathOrigin(p: string): { written: string; file: string; dir: string } | undefined {
+  return dataPathOrigins.get(resolve(p));
+}
+
+/**
+ * data.path as the loader should see it. `${VAR}` and `${VAR:-default}` take environment variables (the
+ * shipped configs use ${FLOW_DATA:-../data} so one variable moves every dataset). A relative result is
+ * relative to the config file's folder, as users of YAML configs expect (a path given with --set, or one
+ * starting with a variable's value, is relative to the working directory instead, like any shell path).
+ */
+export function resolveDataPath(written: string, source: string, configDir: string | null, env: NodeJS.ProcessEnv = process.env): string {
+  if (written === '') return written;
+  let fromEnvAtStart = false;
+  const expanded = written.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, dflt: string | undefined, offset: number) => {
+    const value = env[name];
+    if (value !== undefined && value !== '') {
+      if (offset === 0) fromEnvAtStart = true;
+      return value;
+    }
+    if (dflt !== undefined) return dflt;
+    fail(source, `data.path: ${JSON.stringify(written)} uses \${${name}}, which is not set; expected ${name}=DIR in the environment (or a default: \${${name}:-DIR})`);
+  });
+  if (configDir === null || fromEnvAtStart || isAbsolute(expanded)) return expanded;
+  const abs = resolve(configDir, expanded);
+  dataPathOrigins.set(abs, { written, file: source, dir: configDir });
+  return abs;
+}
+
 /** Validate an already-parsed YAML value (plus overrides) into a resolved Config. */
-export function resolveConfig(parsed: unknown, sets: string[], fileLabel: string): Config {
+export function resolveConfig(parsed: unknown, sets: string[], fileLabel: string, configDir: string | null = null): Config {
   let raw: Plain;
   if (parsed === null || parsed === undefined) raw = {};
   else if (isPlainObject(parsed)) raw = parsed;
@@ -192,7 +224,10 @@ export function resolveConfig(parsed: unknown, sets: string[], fileLabel: string
     const path = issue.path.join('.') || 'top level';
     fail(sourceFor(path, fileLabel, prov), `${path}: ${issue.message}`);
   }
-  return r.data;
+  const cfg = r.data;
+  const pathSource = sourceFor('data.path', fileLabel, prov);
+  cfg.data.path = resolveDataPath(cfg.data.path, pathSource, pathSource === fileLabel ? configDir : null);
+  return cfg;
 }
 
 /** Parse config text (as if read from `source`) and apply overrides. */
@@ -206,7 +241,7 @@ export function parseConfigText(text: string, source = 'config', sets: string[] 
  */
 export function loadConfig(file: string | null, sets: string[] = []): Config {
   const parsed = file === null ? null : readYamlFile(file);
-  return resolveConfig(parsed, sets, file ?? '--set');
+  return resolveConfig(parsed, sets, file ?? '--set', file === null ? null : dirname(resolve(file)));
 }
 
 /** YAML of a resolved config (what a run directory's config.yaml holds); loadConfig reads it back unchanged. */
