@@ -48,11 +48,34 @@ test('a good file loads, overrides apply and every default is filled', () => {
   assert.equal(cfg.sample.temperature, 0.7);
 });
 
-test('no file means defaults; empty file and empty sections too', () => {
+test('no file means defaults, and so do empty sections; an empty file is refused', () => {
   const defaults = ConfigSchema.parse({});
   assert.deepEqual(loadConfig(null, []), defaults);
-  assert.deepEqual(loadConfig(writeCfg('empty.yaml', '# nothing\n'), []), defaults);
   assert.deepEqual(loadConfig(writeCfg('emptysec.yaml', 'model:\n  # depth: 4\ntrain:\n'), []), defaults);
+  // An empty file would train every default into runs/run: more likely the wrong file than a wish.
+  for (const text of ['', '# nothing\n', '\n\n']) {
+    const file = writeCfg('empty.yaml', text);
+    assert.equal(
+      userError(() => loadConfig(file, ['model.depth=2'])),
+      `${file}: the config file is empty (or only comments); expected YAML options, e.g. name: and a data: section (see configs/quickstart.yaml)`,
+    );
+  }
+  assert.deepEqual(loadConfig(writeCfg('braces.yaml', '{}\n'), []), defaults);
+});
+
+test("a command's own flags are named in errors as typed, not as the --set they stand for", () => {
+  const file = writeCfg('flags.yaml', 'name: ok\n');
+  assert.equal(
+    userError(() => loadConfig(file, [{ set: 'name=a/b', flag: '--name a/b' }])),
+    '--name a/b: name: expected a string (letters, digits, . _ - only), got "a/b"',
+  );
+  assert.equal(
+    userError(() => loadConfig(file, [{ set: 'backend=gpu', flag: '--backend gpu' }])),
+    `--backend gpu: backend: expected one of 'auto', 'tensorflow', 'wasm', 'cpu', got "gpu"`,
+  );
+  assert.match(userError(() => loadConfig(file, ['name=a/b'])), /^--set name=a\/b: name: /);
+  // A data.path given by a flag is the user's shell path: not rebased onto the config's folder.
+  assert.equal(loadConfig(file, [{ set: 'data.path=x/y', flag: '--data x/y' }]).data.path, 'x/y');
 });
 
 test('unknown key: path and closest valid key', () => {

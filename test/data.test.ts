@@ -584,3 +584,37 @@ test('data.path: ${VAR} and ${VAR:-default} from the environment; a missing data
     await rejectsWith(loadDataset(shipped.data), 'apt-get install dataset-fashion-mnist', 'FLOW_DATA=/usr/share/datasets', 'data/fashion-mnist/', `data: ${shipped.data.path}: does not exist`);
   }
 });
+
+test('images: a corrupt file gets one plain line (no libvips plumbing); data.skip_bad skips and counts bad files', async () => {
+  const { decodeReason } = await import('../src/data/images.js');
+  assert.equal(decodeReason(new Error('VipsJpeg: Corrupt JPEG data: 12 extraneous bytes\nWarning treated as error due to failOn setting')), 'Corrupt JPEG data: 12 extraneous bytes');
+  assert.equal(decodeReason(new Error('Warning treated as error due to failOn setting')), 'corrupt or truncated data');
+  assert.equal(decodeReason(new Error('Input buffer contains unsupported image format')), 'unsupported image format');
+
+  const d = dir('img-skip/faces');
+  for (let i = 0; i < 6; i++) await writeGreyPng(path.join(d, `ok${i}.png`), 4, 4, () => 10 * i);
+  const good = fs.readFileSync(path.join(d, 'ok0.png'));
+  fs.writeFileSync(path.join(d, 'trunc.png'), good.subarray(0, Math.floor(good.length / 2)));
+  fs.writeFileSync(path.join(d, 'junk.jpg'), 'not an image');
+  const msg = await rejectsWith(loadDataset(cfg({ source: 'images', path: d, test_fraction: 0 })), 'cannot decode image', 'data.skip_bad: true');
+  assert.ok(!/failOn|treated as error|Vips|vipspng/i.test(msg), msg);
+
+  const stderr: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string) => (stderr.push(String(chunk)), true)) as typeof process.stderr.write;
+  let ds: Dataset;
+  try {
+    ds = await loadDataset(cfg({ source: 'images', path: d, test_fraction: 0.25, skip_bad: true }), { seed: 0 });
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.equal(ds.skipped, 2);
+  assert.equal(ds.train.n + ds.test.n, 6);
+  assert.ok(ds.test.n >= 1);
+  assert.equal(stderr.length, 1);
+  assert.match(stderr[0]!, new RegExp(`^data: skipped 2 of 8 images in ${d} that cannot be decoded \\(data\\.skip_bad\\), e\\.g\\. ${path.join(d, 'junk.jpg')}: cannot decode image \\(unsupported image format\\)\\n$`));
+  // Every file bad: still an error.
+  const allBad = dir('img-skip/bad');
+  fs.writeFileSync(path.join(allBad, 'x.png'), 'nope');
+  await rejectsWith(loadDataset(cfg({ source: 'images', path: allBad, skip_bad: true, test_fraction: 0 })), 'none of the 1 images used could be decoded');
+});

@@ -110,16 +110,23 @@ export function parseYamlText(text: string, source: string): unknown {
   return doc.toJS();
 }
 
-function parseSetValue(set: string, text: string): unknown {
+function parseSetValue(src: string, text: string): unknown {
   if (text === '') return '';
   const doc = YAML.parseDocument(text);
-  if (doc.errors.length) fail(`--set ${set}`, `value ${JSON.stringify(text)} is not a valid YAML scalar; quote it`);
+  if (doc.errors.length) fail(src, `value ${JSON.stringify(text)} is not a valid YAML scalar; quote it`);
   return doc.toJS();
 }
 
+/**
+ * An override: `a.b=value` from --set, or one a command's own flag stands for (e.g. `--name x` is name=x),
+ * with the flag as the user typed it, so errors quote that rather than a --set they never wrote.
+ */
+export type ConfigOverride = string | { set: string; flag: string };
+
 /** Apply one `a.b=value` override to the raw (unvalidated) config object. */
-function applySet(raw: Plain, set: string, fileLabel: string, prov: Provenance): void {
-  const src = `--set ${set}`;
+function applySet(raw: Plain, override: ConfigOverride, fileLabel: string, prov: Provenance): void {
+  const set = typeof override === 'string' ? override : override.set;
+  const src = typeof override === 'string' ? `--set ${set}` : override.flag;
   const eq = set.indexOf('=');
   if (eq <= 0) fail(src, 'expected key.path=value (e.g. --set model.depth=16)');
   const path = set.slice(0, eq).trim();
@@ -137,7 +144,7 @@ function applySet(raw: Plain, set: string, fileLabel: string, prov: Provenance):
     schema = field;
     if (i === segs.length - 1) {
       const text = set.slice(eq + 1);
-      let value = parseSetValue(set, text);
+      let value = parseSetValue(src, text);
       // `--set name=2024` means the string: YAML would read a number.
       if (unwrap(field)._zod.def.type === 'string' && (typeof value === 'number' || typeof value === 'boolean' || value === null)) value = text;
       obj[seg] = value;
@@ -209,7 +216,7 @@ export function resolveDataPath(written: string, source: string, configDir: stri
 }
 
 /** Validate an already-parsed YAML value (plus overrides) into a resolved Config. */
-export function resolveConfig(parsed: unknown, sets: string[], fileLabel: string, configDir: string | null = null): Config {
+export function resolveConfig(parsed: unknown, sets: ConfigOverride[], fileLabel: string, configDir: string | null = null): Config {
   let raw: Plain;
   if (parsed === null || parsed === undefined) raw = {};
   else if (isPlainObject(parsed)) raw = parsed;
@@ -231,7 +238,7 @@ export function resolveConfig(parsed: unknown, sets: string[], fileLabel: string
 }
 
 /** Parse config text (as if read from `source`) and apply overrides. */
-export function parseConfigText(text: string, source = 'config', sets: string[] = []): Config {
+export function parseConfigText(text: string, source = 'config', sets: ConfigOverride[] = []): Config {
   return resolveConfig(parseYamlText(text, source), sets, source);
 }
 
@@ -239,8 +246,12 @@ export function parseConfigText(text: string, source = 'config', sets: string[] 
  * Load a config: YAML file (null = defaults only), then `--set a.b=value` overrides
  * (each value parsed as a YAML scalar), validated with every default filled in.
  */
-export function loadConfig(file: string | null, sets: string[] = []): Config {
+export function loadConfig(file: string | null, sets: ConfigOverride[] = []): Config {
   const parsed = file === null ? null : readYamlFile(file);
+  // An empty file is more likely a mistake (wrong file, unsaved editor) than a wish to train every default into runs/run.
+  if (file !== null && (parsed === null || parsed === undefined)) {
+    fail(file, 'the config file is empty (or only comments); expected YAML options, e.g. name: and a data: section (see configs/quickstart.yaml)');
+  }
   return resolveConfig(parsed, sets, file ?? '--set', file === null ? null : dirname(resolve(file)));
 }
 

