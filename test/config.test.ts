@@ -253,3 +253,43 @@ test("model.learn_top: channel | position | false; true is the old 'position'; a
   // The benchmark config uses the reference's per-channel prior.
   assert.equal(loadConfig(join(ROOT_DIR, 'configs', 'bench-fashion.yaml')).model.learn_top, 'channel');
 });
+
+test('every shipped config in configs/ validates: schema, data paths inside the repository, and the model fits its data', async () => {
+  const { readdirSync } = await import('node:fs');
+  const files = readdirSync(join(ROOT_DIR, 'configs')).filter((f) => f.endsWith('.yaml'));
+  for (const want of ['celeba64.yaml', 'celeba32.yaml', 'cifar10.yaml', 'my-images.yaml', 'fashion-mnist.yaml', 'bench-fashion.yaml', 'quickstart.yaml']) {
+    assert.ok(files.includes(want), `configs/${want} is missing`);
+  }
+  for (const f of files) {
+    const file = join(ROOT_DIR, 'configs', f);
+    const text = readFileSync(file, 'utf8');
+    assert.doesNotMatch(text, /\/(work|home|root)\//, `${f}: a machine-specific path`);
+    const cfg = loadConfig(file);
+    const d = cfg.data;
+    if (d.path !== '') {
+      // Without FLOW_DATA every shipped path lands in the repository (its data/ folder), never on one machine's disk.
+      const noEnv = loadConfigWithEnv(file, {});
+      assert.ok(noEnv.data.path.startsWith(ROOT_DIR + '/data/'), `${f}: data.path ${noEnv.data.path} is outside ${ROOT_DIR}/data`);
+    }
+    // The data shape the config implies, as `flow train --dry-run` knows it without the files.
+    const shape =
+      d.source === 'toy' ? [2]
+      : d.source === 'cifar10' ? [d.image_size || 32, d.image_size || 32, d.channels || 3]
+      : d.source === 'embedded' || d.source === 'idx' ? [d.image_size || 28, d.image_size || 28, d.channels || 1]
+      : d.source === 'images' ? [d.image_size, d.image_size, d.channels || 3]
+      : null;
+    assert.ok(shape && shape[0]! > 0, `${f}: cannot tell its data shape (images configs need data.image_size)`);
+    checkConsistency(cfg, shape);
+  }
+});
+
+/** loadConfig with process.env replaced for the call (FLOW_DATA unset, etc.). */
+function loadConfigWithEnv(file: string, env: NodeJS.ProcessEnv) {
+  const saved = process.env;
+  process.env = env;
+  try {
+    return loadConfig(file);
+  } finally {
+    process.env = saved;
+  }
+}

@@ -579,7 +579,7 @@ test('data.path: ${VAR} and ${VAR:-default} from the environment; a missing data
     (e: unknown) => e instanceof UserError && e.message === 'c.yaml: data.path: "${NOPE_DIR}/x" uses ${NOPE_DIR}, which is not set; expected NOPE_DIR=DIR in the environment (or a default: ${NOPE_DIR:-DIR})',
   );
   // The shipped Fashion-MNIST config, without the data: the error says how to get it.
-  const shipped = loadConfig(path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'configs', 'fashion-mnist.yaml'));
+  const shipped = loadConfig(path.join(path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..'), 'configs', 'fashion-mnist.yaml'));
   if (!fs.existsSync(shipped.data.path)) {
     await rejectsWith(loadDataset(shipped.data), 'apt-get install dataset-fashion-mnist', 'FLOW_DATA=/usr/share/datasets', 'data/fashion-mnist/', `data: ${shipped.data.path}: does not exist`);
   }

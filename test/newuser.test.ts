@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { flow, tempDir, writeYaml, TINY_CONFIG } from './helpers.js';
+import { flow, tempDir, writeYaml, ROOT, TINY_CONFIG } from './helpers.js';
 import { acquireRunLock } from '../src/io/lock.js';
 import { textEvent } from '../src/train/logger.js';
 import { imageFormatOf } from '../src/io/png.js';
@@ -110,4 +110,30 @@ test('the CLI: text logs, --out .jpg, flag names in errors, eval --limit 0, sing
   assert.equal(skipped.code, 0, skipped.stdout + skipped.stderr);
   assert.match(skipped.stdout, /^OK: every data check within tolerance \(Jacobian check skipped: disabled\)/m);
   assert.doesNotMatch(skipped.stdout, /data and Jacobian/);
+});
+
+test('the image-folder configs dry-run on a folder laid out as they document (one subfolder, mixed sizes, one bad file)', async () => {
+  const dir = tempDir();
+  const sub = path.join(dir, 'celeba', 'img_align_celeba');
+  fs.mkdirSync(sub, { recursive: true });
+  for (let i = 0; i < 12; i++) {
+    const [w, h] = i % 2 ? [89, 109] : [70, 70]; // CelebA's aligned crops are 178x218: not square
+    await sharp({ create: { width: w, height: h, channels: 3, background: { r: 20 * i, g: 100, b: 200 - 10 * i } } }).jpeg().toFile(path.join(sub, `${String(i).padStart(6, '0')}.jpg`));
+  }
+  fs.writeFileSync(path.join(sub, '999999.jpg'), 'truncated download');
+  const configs = path.join(ROOT, 'configs');
+  for (const [name, side] of [['celeba64.yaml', 64], ['celeba32.yaml', 32], ['my-images.yaml', 32]] as const) {
+    // Small model and batch: the point is the file, its data section and the folder layout, not a 40M-parameter build.
+    const r = flow(
+      ['train', path.join(configs, name), '--dry-run', '--json', '--set', `data.path=${path.join(dir, 'celeba')}`, '--set', 'model.depth=1', '--set', 'model.width=8',
+        '--set', 'train.batch_size=4', '--set', 'data.test_fraction=0.2', '--set', 'data.skip_bad=true', '--set', `runs_dir=${path.join(dir, 'runs')}`],
+      dir,
+      { FLOW_DATA: '' },
+    );
+    assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+    const s = JSON.parse(r.stdout);
+    assert.equal(s.data_ok, true, `${name}: ${r.stdout}`);
+    assert.deepEqual(s.data_shape, [side, side, 3], name);
+    assert.match(r.stderr, /data: skipped 1 of 13 images .* that cannot be decoded \(data\.skip_bad\)/, name);
+  }
 });
