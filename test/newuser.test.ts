@@ -137,3 +137,26 @@ test('the image-folder configs dry-run on a folder laid out as they document (on
     assert.match(r.stderr, /data: skipped 1 of 13 images .* that cannot be decoded \(data\.skip_bad\)/, name);
   }
 });
+
+test('no machine-specific absolute paths in README, docs, configs, scripts or src; Debian\'s dataset folder only as a documented FLOW_DATA value', () => {
+  const files: string[] = ['README.md'];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(path.join(ROOT, d), { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (!/\.(png|jpg)$/.test(e.name)) files.push(p);
+    }
+  };
+  for (const d of ['docs', 'configs', 'scripts', 'src']) walk(d);
+  assert.ok(files.length > 20);
+  for (const f of files) {
+    const text = fs.readFileSync(path.join(ROOT, f), 'utf8');
+    for (const m of text.matchAll(/\/(work|home|root)\/[\w.-]/g)) assert.fail(`${f}: machine-specific path near ${JSON.stringify(text.slice(m.index!, m.index! + 40))}`);
+    // A silent default would be `/usr/share/datasets` on its own; documenting the package's location reads FLOW_DATA=/usr/share/datasets.
+    // (docs/*.json are measured records: the run that made them read Debian's copy.)
+    if (f.endsWith('.json')) continue;
+    for (const m of text.matchAll(/\/usr\/share\/datasets/g)) {
+      assert.match(text.slice(Math.max(0, m.index! - 10), m.index!), /FLOW_DATA=$/, `${f}: /usr/share/datasets outside a FLOW_DATA=... hint`);
+    }
+  }
+});
