@@ -160,3 +160,10 @@ test('no machine-specific absolute paths in README, docs, configs, scripts or sr
     }
   }
 });
+
+test('flow ood on a vector run: one "flow:" prefix', () => {
+  const dir = tempDir();
+  const cfg = writeYaml(dir, 'moons.yaml', 'name: moons\nbackend: wasm\ndata:\n  source: toy\n  toy_size: 600\nmodel:\n  family: realnvp\n  depth: 2\n  width: 8\ntrain:\n  batch_size: 64\n  max_steps: 2\n  sample_grid: 0\n  eval_examples: 60\n');
+  assert.equal(flow(['train', cfg, '--quiet'], dir).code, 0);
+  badInput(flow(['ood', '--out', 'embedded', '--backend', 'wasm', '--quiet'], dir), /^flow: ood: scores images; this run models 2-d vectors$/);
+});
