@@ -7,7 +7,7 @@ inverse written here for ref_glow.py's layers (it has none); each after one warm
 PyTorch's default float handling and again with denormals flushed. Prints one JSON line.
 Usage: /usr/bin/python3 bench-ref.py --ref-script ref_glow.py --model model.pt [--threads 2]
 """
-import argparse, importlib.util, json, math, time
+import argparse, importlib.util, json, math, os, time
 import numpy as np
 import torch, torch.nn.functional as F
 
@@ -69,7 +69,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--ref-script', required=True)
     ap.add_argument('--model', required=True)
-    ap.add_argument('--data', default='/usr/share/datasets/fashion-mnist')
+    # bench.ts always passes the config's data.path; this default mirrors the configs' ${FLOW_DATA:-../data}.
+    ap.add_argument('--data', default=os.path.join(os.environ.get('FLOW_DATA') or os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'data'), 'fashion-mnist'))
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--eval-n', type=int, default=2000)
     ap.add_argument('--sample-n', type=int, default=500)

@@ -6,7 +6,7 @@
 // the wall-clock budget with the trainer's own step (lossAndGrads, the gradient-norm check, the
 // optimizer; data order, dequantisation noise and ActNorm init as src/train/trainer.ts does them),
 // then measures test bpd on the first 2000 test images (eval img/s) and sampling img/s.
-// --ref runs /work/shared/bench/ref_glow.py with the same budget and threads, then scripts/bench-ref.py
+// --ref runs ../shared/bench/ref_glow.py (beside the repository; --ref-script elsewhere) with the same budget and threads, then scripts/bench-ref.py
 // on its saved model for the reference's eval and sampling speed, and prints every ratio.
 // --profile N: per-kernel time of N training steps on the first backend (single thread), then exit.
 import { spawnSync } from 'node:child_process';
@@ -441,7 +441,7 @@ async function main(): Promise<void> {
     .option('--workers <n>', 'gradient threads incl. the main one (default: 2 on wasm, 1 otherwise)', (v) => Number(v))
     .option('--main-weight <w>', "weight of the main thread's share of a batch (src/train/parallel.ts shares)", (v) => Number(v))
     .option('--ref', 'also run ref_glow.py with the same budget and print ratios', false)
-    .option('--ref-script <file>', 'the PyTorch reference', '/work/shared/bench/ref_glow.py')
+    .option('--ref-script <file>', 'the PyTorch reference (default: ../shared/bench/ref_glow.py beside the repository)', path.resolve(ROOT, '..', 'shared', 'bench', 'ref_glow.py'))
     .option('--python <exe>', 'python with torch', '/usr/bin/python3')
     .option('--lr <lr>', "our Adam learning rate (default: the config's train.lr)", (v) => Number(v))
     .option('--average-decay <d>', "our weight averaging (default: the config's train.average_decay; 0 = off)", (v) => Number(v))
@@ -472,7 +472,7 @@ async function main(): Promise<void> {
   }
   const results = backends.map((b) => runChild(b, opts));
   const cfg = loadConfig(path.resolve(opts.config));
-  const ref = opts.ref ? runRef(opts, (cfg.data as { path?: string }).path ?? '/usr/share/datasets/fashion-mnist') : null;
+  const ref = opts.ref ? runRef(opts, cfg.data.path) : null;
   const report = {
     config: path.relative(ROOT, path.resolve(opts.config)),
     seconds: opts.seconds,

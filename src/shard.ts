@@ -204,7 +204,7 @@ function checkShardSet<P extends CommonPart>(
   kind: string,
   sameFields: Array<keyof P & string>,
 ): void {
-  if (parts.length === 0) throw new UserError('flow merge: no part files given');
+  if (parts.length === 0) throw new UserError('merge: no part files given');
   if (sources.length !== parts.length) throw new RangeError('merge: one source name per part expected');
   const first = parts[0]!;
   const n = first.shard.count;
@@ -228,7 +228,7 @@ function checkShardSet<P extends CommonPart>(
   const missing = shardIndices(n, null).filter((i) => !seen.has(i));
   if (missing.length) {
     const list = missing.slice(0, 8).map((i) => `${i}/${n}`).join(', ') + (missing.length > 8 ? `, ... (${missing.length} in all)` : '');
-    throw new UserError(`flow merge: missing shard ${list}; expected one part for each shard 0..${n - 1}, got ${parts.length}`);
+    throw new UserError(`merge: missing shard ${list}; expected one part for each shard 0..${n - 1}, got ${parts.length}`);
   }
 }
 

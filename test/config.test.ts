@@ -10,6 +10,7 @@ import { checkConsistency, checkDatasetConsistency, maxLevelsFor } from '../src/
 import { ConfigSchema } from '../src/config/schema.js';
 import { UserError } from '../src/errors.js';
 
+const ROOT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'flow-config-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
@@ -47,11 +48,34 @@ test('a good file loads, overrides apply and every default is filled', () => {
   assert.equal(cfg.sample.temperature, 0.7);
 });
 
-test('no file means defaults; empty file and empty sections too', () => {
+test('no file means defaults, and so do empty sections; an empty file is refused', () => {
   const defaults = ConfigSchema.parse({});
   assert.deepEqual(loadConfig(null, []), defaults);
-  assert.deepEqual(loadConfig(writeCfg('empty.yaml', '# nothing\n'), []), defaults);
   assert.deepEqual(loadConfig(writeCfg('emptysec.yaml', 'model:\n  # depth: 4\ntrain:\n'), []), defaults);
+  // An empty file would train every default into runs/run: more likely the wrong file than a wish.
+  for (const text of ['', '# nothing\n', '\n\n']) {
+    const file = writeCfg('empty.yaml', text);
+    assert.equal(
+      userError(() => loadConfig(file, ['model.depth=2'])),
+      `${file}: the config file is empty (or only comments); expected YAML options, e.g. name: and a data: section (see configs/quickstart.yaml)`,
+    );
+  }
+  assert.deepEqual(loadConfig(writeCfg('braces.yaml', '{}\n'), []), defaults);
+});
+
+test("a command's own flags are named in errors as typed, not as the --set they stand for", () => {
+  const file = writeCfg('flags.yaml', 'name: ok\n');
+  assert.equal(
+    userError(() => loadConfig(file, [{ set: 'name=a/b', flag: '--name a/b' }])),
+    '--name a/b: name: expected a string (letters, digits, . _ - only), got "a/b"',
+  );
+  assert.equal(
+    userError(() => loadConfig(file, [{ set: 'backend=gpu', flag: '--backend gpu' }])),
+    `--backend gpu: backend: expected one of 'auto', 'tensorflow', 'wasm', 'cpu', got "gpu"`,
+  );
+  assert.match(userError(() => loadConfig(file, ['name=a/b'])), /^--set name=a\/b: name: /);
+  // A data.path given by a flag is the user's shell path: not rebased onto the config's folder.
+  assert.equal(loadConfig(file, [{ set: 'data.path=x/y', flag: '--data x/y' }]).data.path, 'x/y');
 });
 
 test('unknown key: path and closest valid key', () => {
@@ -209,3 +233,63 @@ test('checkConsistency: vectors, masks, labels, batch size', () => {
   );
   checkDatasetConsistency(cond, { shape: [8, 8, 1], train: { n: 100, labels: new Int32Array(100) }, numClasses: 10 });
 });
+
+test("model.learn_top: channel | position | false; true is the old 'position'; a checkpoint saying true matches 'position'", async () => {
+  assert.equal(parseConfigText('model:\n  learn_top: channel\n').model.learn_top, 'channel');
+  assert.equal(parseConfigText('model:\n  learn_top: true\n').model.learn_top, 'position');
+  assert.equal(parseConfigText('model:\n  learn_top: false\n').model.learn_top, false);
+  assert.equal(parseConfigText('', 'c.yaml', ['model.learn_top=true']).model.learn_top, 'position');
+  assert.equal(
+    userError(() => parseConfigText('model:\n  learn_top: yes\n', 'c.yaml')),
+    `c.yaml: model.learn_top: expected one of 'channel', 'position', true, false, got "yes"`,
+  );
+  // The dumped config reads back unchanged.
+  const cfg = parseConfigText('model:\n  learn_top: channel\n');
+  assert.deepEqual(parseConfigText(dumpConfig(cfg)), cfg);
+  const { assertCompatible } = await import('../src/io/checkpoint.js');
+  const old = { model: { ...ConfigSchema.parse({}).model, learn_top: true } };
+  assertCompatible(old, parseConfigText('model:\n  learn_top: position\n'));
+  assert.match(userError(() => assertCompatible(old, parseConfigText('model:\n  learn_top: channel\n'))), /model\.learn_top is "position" in the checkpoint but "channel"/);
+  // The benchmark config uses the reference's per-channel prior.
+  assert.equal(loadConfig(join(ROOT_DIR, 'configs', 'bench-fashion.yaml')).model.learn_top, 'channel');
+});
+
+test('every shipped config in configs/ validates: schema, data paths inside the repository, and the model fits its data', async () => {
+  const { readdirSync } = await import('node:fs');
+  const files = readdirSync(join(ROOT_DIR, 'configs')).filter((f) => f.endsWith('.yaml'));
+  for (const want of ['celeba64.yaml', 'celeba32.yaml', 'cifar10.yaml', 'my-images.yaml', 'fashion-mnist.yaml', 'bench-fashion.yaml', 'quickstart.yaml']) {
+    assert.ok(files.includes(want), `configs/${want} is missing`);
+  }
+  for (const f of files) {
+    const file = join(ROOT_DIR, 'configs', f);
+    const text = readFileSync(file, 'utf8');
+    assert.doesNotMatch(text, /\/(work|home|root)\//, `${f}: a machine-specific path`);
+    const cfg = loadConfig(file);
+    const d = cfg.data;
+    if (d.path !== '') {
+      // Without FLOW_DATA every shipped path lands in the repository (its data/ folder), never on one machine's disk.
+      const noEnv = loadConfigWithEnv(file, {});
+      assert.ok(noEnv.data.path.startsWith(ROOT_DIR + '/data/'), `${f}: data.path ${noEnv.data.path} is outside ${ROOT_DIR}/data`);
+    }
+    // The data shape the config implies, as `flow train --dry-run` knows it without the files.
+    const shape =
+      d.source === 'toy' ? [2]
+      : d.source === 'cifar10' ? [d.image_size || 32, d.image_size || 32, d.channels || 3]
+      : d.source === 'embedded' || d.source === 'idx' ? [d.image_size || 28, d.image_size || 28, d.channels || 1]
+      : d.source === 'images' ? [d.image_size, d.image_size, d.channels || 3]
+      : null;
+    assert.ok(shape && shape[0]! > 0, `${f}: cannot tell its data shape (images configs need data.image_size)`);
+    checkConsistency(cfg, shape);
+  }
+});
+
+/** loadConfig with process.env replaced for the call (FLOW_DATA unset, etc.). */
+function loadConfigWithEnv(file: string, env: NodeJS.ProcessEnv) {
+  const saved = process.env;
+  process.env = env;
+  try {
+    return loadConfig(file);
+  } finally {
+    process.env = saved;
+  }
+}

@@ -10,7 +10,8 @@ import sharp from 'sharp';
 import { DataSchema, type DataConfig } from '../src/config/schema.js';
 import { UserError } from '../src/errors.js';
 import { Rng } from '../src/rng.js';
-import { loadDataset, parseDataSpec, TOY_NAMES, type Dataset } from '../src/data/index.js';
+import { fashionMnistPath, loadDataset, parseDataSpec, TOY_NAMES, type Dataset } from '../src/data/index.js';
+import { loadConfig, resolveDataPath } from '../src/config/load.js';
 import { BatchIterator, gather, reduceBits, toModelInput, toPixels } from '../src/data/preprocess.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flow-data-test-'));
@@ -496,7 +497,9 @@ test('parseDataSpec: names, SOURCE:PATH, inferred paths, options, errors', () =>
   const rings = parseDataSpec('toy:rings?toy_size=500');
   assert.deepEqual([rings.source, rings.toy, rings.toy_size], ['toy', 'rings', 500]);
   const fm = parseDataSpec('fashion-mnist');
-  assert.deepEqual([fm.source, fm.path], ['idx', '/usr/share/datasets/fashion-mnist']);
+  assert.deepEqual([fm.source, fm.path], ['idx', fashionMnistPath()]);
+  assert.equal(fashionMnistPath({}), path.join('data', 'fashion-mnist'));
+  assert.equal(fashionMnistPath({ FLOW_DATA: '/usr/share/datasets' }), '/usr/share/datasets/fashion-mnist');
   const img = parseDataSpec(`images:${tmp}/faces?image_size=32&channels=3`);
   assert.deepEqual([img.source, img.path, img.image_size, img.channels, img.n_bits], ['images', `${tmp}/faces`, 32, 3, 8]);
 
@@ -517,10 +520,101 @@ test('parseDataSpec: names, SOURCE:PATH, inferred paths, options, errors', () =>
   assert.throws(() => parseDataSpec(''), UserError);
 });
 
-test('Debian fashion-mnist loads when installed', { skip: !fs.existsSync('/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz') }, async () => {
-  const ds: Dataset = await loadDataset(parseDataSpec('fashion-mnist?test_limit=100'), { seed: 0 });
+test('Debian fashion-mnist loads when installed (FLOW_DATA=/usr/share/datasets)', { skip: !fs.existsSync('/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz') }, async () => {
+  const saved = process.env.FLOW_DATA;
+  process.env.FLOW_DATA = '/usr/share/datasets';
+  let spec: ReturnType<typeof parseDataSpec>;
+  try {
+    spec = parseDataSpec('fashion-mnist?test_limit=100');
+  } finally {
+    if (saved === undefined) delete process.env.FLOW_DATA;
+    else process.env.FLOW_DATA = saved;
+  }
+  const ds: Dataset = await loadDataset(spec, { seed: 0 });
   assert.deepEqual(ds.shape, [28, 28, 1]);
   assert.equal(ds.train.n, 60000);
   assert.equal(ds.test.n, 100);
   assert.equal(ds.classNames?.[9], 'Ankle boot');
+});
+
+test('data.path is relative to the config file; errors name the absolute path tried and its base', async () => {
+  const root = dir('relpath');
+  const confDir = dir('relpath/configs');
+  const dataDir = dir('relpath/data/digits');
+  fs.writeFileSync(path.join(dataDir, 'train-images-idx3-ubyte'), idxImages(3, 2, 2, (i, p) => i * 10 + p));
+  const file = path.join(confDir, 'c.yaml');
+  fs.writeFileSync(file, 'data:\n  source: idx\n  path: ../data/digits\n');
+  const saved = process.cwd();
+  process.chdir(os.tmpdir()); // the working directory must not matter
+  try {
+    const c = loadConfig(file);
+    assert.equal(c.data.path, dataDir);
+    assert.equal((await loadDataset(c.data)).train.n + (await loadDataset(c.data)).test.n, 3);
+    // --set paths are the user's shell paths: relative to the working directory.
+    assert.equal(loadConfig(file, ['data.path=some/dir']).data.path, 'some/dir');
+    // A path that only works from the working directory: say the base used, the absolute path, and the fix.
+    process.chdir(root);
+    fs.writeFileSync(file, 'data:\n  source: idx\n  path: data/digits\n');
+    const bad = loadConfig(file);
+    await rejectsWith(
+      loadDataset(bad.data),
+      `data: ${path.join(confDir, 'data', 'digits')}: does not exist (data.path 'data/digits' in ${file} is relative to that file's folder; ` +
+        `it exists relative to the working directory: write ../data/digits), expected an IDX directory or images file`,
+    );
+    // --set with a missing relative path: the absolute path and the working-directory base.
+    await rejectsWith(loadDataset(loadConfig(file, ['data.path=nope']).data), `data: ${path.join(root, 'nope')}: does not exist (data.path 'nope', relative to the working directory)`);
+  } finally {
+    process.chdir(saved);
+  }
+});
+
+test('data.path: ${VAR} and ${VAR:-default} from the environment; a missing dataset says how to get it', async () => {
+  const confDir = dir('envpath/configs');
+  assert.equal(resolveDataPath('${FLOW_DATA:-../data}/fashion-mnist', 'c.yaml', confDir, {}), path.join(confDir, '..', 'data', 'fashion-mnist'));
+  // The variable's value is a shell path: used as is (relative to the working directory when relative).
+  assert.equal(resolveDataPath('${FLOW_DATA:-../data}/fashion-mnist', 'c.yaml', confDir, { FLOW_DATA: '/srv/d' }), '/srv/d/fashion-mnist');
+  assert.equal(resolveDataPath('${FLOW_DATA:-../data}/x', 'c.yaml', confDir, { FLOW_DATA: 'rel' }), 'rel/x');
+  assert.throws(
+    () => resolveDataPath('${NOPE_DIR}/x', 'c.yaml', confDir, {}),
+    (e: unknown) => e instanceof UserError && e.message === 'c.yaml: data.path: "${NOPE_DIR}/x" uses ${NOPE_DIR}, which is not set; expected NOPE_DIR=DIR in the environment (or a default: ${NOPE_DIR:-DIR})',
+  );
+  // The shipped Fashion-MNIST config, without the data: the error says how to get it.
+  const shipped = loadConfig(path.join(path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..'), 'configs', 'fashion-mnist.yaml'));
+  if (!fs.existsSync(shipped.data.path)) {
+    await rejectsWith(loadDataset(shipped.data), 'apt-get install dataset-fashion-mnist', 'FLOW_DATA=/usr/share/datasets', 'data/fashion-mnist/', `data: ${shipped.data.path}: does not exist`);
+  }
+});
+
+test('images: a corrupt file gets one plain line (no libvips plumbing); data.skip_bad skips and counts bad files', async () => {
+  const { decodeReason } = await import('../src/data/images.js');
+  assert.equal(decodeReason(new Error('VipsJpeg: Corrupt JPEG data: 12 extraneous bytes\nWarning treated as error due to failOn setting')), 'Corrupt JPEG data: 12 extraneous bytes');
+  assert.equal(decodeReason(new Error('Warning treated as error due to failOn setting')), 'corrupt or truncated data');
+  assert.equal(decodeReason(new Error('Input buffer contains unsupported image format')), 'unsupported image format');
+
+  const d = dir('img-skip/faces');
+  for (let i = 0; i < 6; i++) await writeGreyPng(path.join(d, `ok${i}.png`), 4, 4, () => 10 * i);
+  const good = fs.readFileSync(path.join(d, 'ok0.png'));
+  fs.writeFileSync(path.join(d, 'trunc.png'), good.subarray(0, Math.floor(good.length / 2)));
+  fs.writeFileSync(path.join(d, 'junk.jpg'), 'not an image');
+  const msg = await rejectsWith(loadDataset(cfg({ source: 'images', path: d, test_fraction: 0 })), 'cannot decode image', 'data.skip_bad: true');
+  assert.ok(!/failOn|treated as error|Vips|vipspng/i.test(msg), msg);
+
+  const stderr: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string) => (stderr.push(String(chunk)), true)) as typeof process.stderr.write;
+  let ds: Dataset;
+  try {
+    ds = await loadDataset(cfg({ source: 'images', path: d, test_fraction: 0.25, skip_bad: true }), { seed: 0 });
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.equal(ds.skipped, 2);
+  assert.equal(ds.train.n + ds.test.n, 6);
+  assert.ok(ds.test.n >= 1);
+  assert.equal(stderr.length, 1);
+  assert.match(stderr[0]!, new RegExp(`^data: skipped 2 of 8 images in ${d} that cannot be decoded \\(data\\.skip_bad\\), e\\.g\\. ${path.join(d, 'junk.jpg')}: cannot decode image \\(unsupported image format\\)\\n$`));
+  // Every file bad: still an error.
+  const allBad = dir('img-skip/bad');
+  fs.writeFileSync(path.join(allBad, 'x.png'), 'nope');
+  await rejectsWith(loadDataset(cfg({ source: 'images', path: allBad, skip_bad: true, test_fraction: 0 })), 'none of the 1 images used could be decoded');
 });

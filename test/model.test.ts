@@ -345,3 +345,38 @@ test('no tensor is created at import or build time besides variables; dispose fr
   assert.equal(tf.memory().numTensors, before);
   assert.throws(() => m.sample(1, 1, new Rng(0), undefined), /disposed/);
 });
+
+test("model.learn_top: 'channel' learns one mean/log-sd per channel (bias * exp(3 logscale)), 'position' one per position, true = 'position'", () => {
+  const shape = [8, 8, 1]; // top latent of 2 levels: 2x2x8
+  const topVars = (m: FlowModel) => m.variables().filter(([n]) => n.startsWith('top.')).map(([n, v]) => [n, v.shape] as const);
+  const channel = buildModel(config({ family: 'glow', learn_top: 'channel' }), shape, { seed: 0 });
+  const position = buildModel(config({ family: 'glow', learn_top: 'position' }), shape, { seed: 0 });
+  const none = buildModel(config({ family: 'glow', learn_top: false }), shape, { seed: 0 });
+  assert.deepEqual(topVars(channel), [['top.bias', [16]], ['top.logscale', [16]]]);
+  assert.deepEqual(topVars(position), [['top.mean', [2, 2, 8]], ['top.logsd', [2, 2, 8]]]);
+  assert.deepEqual(topVars(none), []);
+  assert.equal(countParameters(position) - countParameters(none), 2 * 2 * 2 * 8);
+  assert.equal(countParameters(channel) - countParameters(none), 2 * 2 * 8);
+  // The old boolean spelling parses to the old meaning, so old configs and checkpoints build the same model.
+  assert.equal(config({ learn_top: true as unknown as ModelConfig['learn_top'] }).learn_top, 'position');
+  // A channel prior's values are the same at every position: the density of a latent depends on the channel only.
+  const x = tf.tidy(() => tf.randomNormal([2, ...shape], 0, 0.3, 'float32', 5));
+  channel.initialize(x);
+  const rng = new Rng(9);
+  tf.tidy(() => {
+    const bias = channel.variables().find(([n]) => n === 'top.bias')![1];
+    // Means ~ N(0, 1), log-sds 0.
+    bias.assign(tf.concat([tf.tensor(rng.normalArray(8, 1), [8]), tf.zeros([8])]));
+  });
+  checkModel('glow learn_top channel', config({ family: 'glow', learn_top: 'channel' }), [4, 4, 2]);
+  const s = channel.sample(64, 1, new Rng(3));
+  const enc = channel.encode(s);
+  const z = enc.zs.at(-1)!;
+  // Per-channel mean of the top latent over samples and positions recovers bias[0:C] (exp(3 * 0) = 1).
+  const meanPerChannel = values(tf.mean(z, [0, 1, 2]));
+  const bias = Array.from(channel.variables().find(([n]) => n === 'top.bias')![1].dataSync()).slice(0, 8);
+  // 256 draws of N(bias_c, 1) each: standard error 1/16.
+  for (let c = 0; c < 8; c++) assert.ok(Math.abs(meanPerChannel[c]! - bias[c]!) < 0.3, `channel ${c}: ${meanPerChannel[c]} vs ${bias[c]}`);
+  tf.dispose([x, s, ...enc.zs, enc.logdet, enc.logpz]);
+  for (const m of [channel, position, none]) m.dispose();
+});

@@ -101,7 +101,11 @@ test('non-finite steps are skipped, N in a row roll back to the last checkpoint 
   const one = flow(['train', cfg, '--name', 'one', '--json'], dir, { FLOW_INJECT_NONFINITE: '4' });
   assert.equal(one.code, 0, one.stderr);
   const lines = one.stdout.trim().split('\n').map((l) => JSON.parse(l));
-  assert.ok(lines.some((e) => e.event === 'nonfinite_step_skipped' && e.step === 4));
+  const skippedEvent = lines.find((e) => e.event === 'nonfinite_step_skipped' && e.step === 4);
+  assert.ok(skippedEvent);
+  // Numbers like every other event's field, null where not finite (JSON has no NaN): never strings.
+  for (const k of ['loss', 'grad_norm']) assert.ok(skippedEvent[k] === null || typeof skippedEvent[k] === 'number', `${k}: ${JSON.stringify(skippedEvent[k])}`);
+  assert.ok(skippedEvent.loss === null || skippedEvent.grad_norm === null, 'a skipped step has a non-finite loss or gradient norm');
   assert.equal(lines.at(-1).skipped_steps, 1);
 
   const roll = flow(['train', cfg, '--name', 'roll', '--json'], dir, { FLOW_INJECT_NONFINITE: '12,13,14' });

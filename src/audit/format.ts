@@ -34,7 +34,10 @@ export function verdict(audit: ModelAudit): string[] {
   const w = audit.worstLayer;
   if (audit.ok) {
     const closest = w && !audit.warnings.length && w.ratio > 0 ? ` (closest: ${w.layer}, ${w.reason})` : '';
-    lines.push(`OK: every ${audit.strictOod ? '' : 'data and Jacobian '}check within tolerance${closest}`);
+    // Name only the checks that ran: a skipped Jacobian check passed nothing.
+    const kinds = audit.strictOod ? 'check' : audit.jacobian.skipped ? 'data check' : 'data and Jacobian check';
+    const skipped = audit.jacobian.skipped ? ` (Jacobian check skipped: ${audit.jacobian.skipped})` : '';
+    lines.push(`OK: every ${kinds} within tolerance${skipped}${closest}`);
   } else {
     const first = audit.failures.find((f) => f.layer === null) ?? audit.failures[0]!;
     lines.push(`FAIL: ${audit.failures.length} check(s) over tolerance, e.g. ${describeFinding(first)}`);

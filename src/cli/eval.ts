@@ -32,7 +32,7 @@ export interface EvalFlags {
 
 export async function evalCommand(flags: EvalFlags): Promise<number> {
   if (flags.points) return pointsCommand({ points: flags.points, out: flags.out, run: flags.run, checkpoint: flags.checkpoint, batchSize: flags.batchSize, backend: flags.backend, json: flags.json, quiet: flags.quiet });
-  if (!flags.bpd) throw new UserError('flow eval: say what to evaluate: --bpd (bits per dimension of a split) or --points FILE.csv');
+  if (!flags.bpd) throw new UserError('eval: say what to evaluate: --bpd (bits per dimension of a split) or --points FILE.csv');
   if (flags.split !== 'test' && flags.split !== 'train') throw new UserError(`--split ${flags.split}: expected test or train`);
   const resolved = resolveRun(flags.run, { checkpoint: flags.checkpoint });
   const { runDir, checkpoint } = resolved;

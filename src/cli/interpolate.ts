@@ -7,7 +7,7 @@ import { tf } from '../tf.js';
 import { resolveRun, describeRun, CHECKPOINT_HELP } from '../io/run.js';
 import { loadModel } from '../io/model-io.js';
 import { toPixels } from '../data/preprocess.js';
-import { tile, encodePng } from '../io/png.js';
+import { tile, encodeImageFor, imageFormatOf } from '../io/png.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { loadRunImages } from '../views/examples.js';
 import { interpolate, type InterpolationMode } from '../views/interpolate.js';
@@ -56,6 +56,7 @@ function parseModes(mode: string): InterpolationMode[] {
 
 export async function interpolateCommand(flags: InterpolateFlags): Promise<number> {
   const modes = parseModes(flags.mode);
+  if (flags.out) imageFormatOf(flags.out); // before the model loads
   const resolved = resolveRun(flags.run, { checkpoint: flags.checkpoint });
   const { runDir, checkpoint } = resolved;
   const { model, config, meta, step } = await withBackend({ backend: flags.backend, quiet: flags.quiet || flags.json }, () => loadModel(checkpoint));
@@ -84,7 +85,7 @@ export async function interpolateCommand(flags: InterpolateFlags): Promise<numbe
     rows.forEach((r, k) => pixels.set(r, k * r.length));
     const out = flags.out ?? path.join(runDir, 'samples', `interpolate-${flags.from}-${flags.to}-step${step}.png`);
     fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
-    atomicWriteFile(out, await encodePng(tile({ pixels, n: rows.length * flags.steps, height: h, width: w, channels: c }, flags.steps)));
+    atomicWriteFile(out, await encodeImageFor(out, tile({ pixels, n: rows.length * flags.steps, height: h, width: w, channels: c }, flags.steps)));
     const summary = { file: out, run_dir: runDir, checkpoint, step, split: flags.split, from: flags.from, to: flags.to, steps: flags.steps, modes, endpoint_max_abs_error: endpointError };
     if (flags.json) printJson(summary);
     else if (!flags.quiet) {

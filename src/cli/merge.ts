@@ -6,7 +6,7 @@ import sharp, { type OutputInfo } from 'sharp';
 import { readPart, mergeEvalParts, mergeSampleParts, EVAL_PART_KIND, type EvalPart, type SamplePart, type MergedEval, type MergedSamples } from '../shard.js';
 import { meanAndStderr } from '../eval/bpd.js';
 import { atomicWriteFile } from '../io/atomic.js';
-import { tile, encodePng, type ImageBatch } from '../io/png.js';
+import { tile, encodeImageFor, type ImageBatch } from '../io/png.js';
 import { printJson } from './common.js';
 import { UserError, EXIT } from '../errors.js';
 
@@ -16,8 +16,8 @@ export interface MergeFlags {
 }
 
 export async function mergeCommand(parts: string[], flags: MergeFlags): Promise<number> {
-  if (!flags.out) throw new UserError('flow merge: --out RESULT is required (a .json or .csv for eval parts; a .png or a directory for sample parts)');
-  if (parts.length === 0) throw new UserError('flow merge: no part files given; expected PARTS... written with --shard i/n');
+  if (!flags.out) throw new UserError('merge: --out RESULT is required (a .json or .csv for eval parts; a .png or a directory for sample parts)');
+  if (parts.length === 0) throw new UserError('merge: no part files given; expected PARTS... written with --shard i/n');
   const loaded = parts.map((file) => ({ file, part: readPart(file) }));
   const kind = loaded[0]!.part.kind;
   const odd = loaded.find((l) => l.part.kind !== kind);
@@ -153,14 +153,14 @@ async function mergeSamples(parts: SamplePart[], sources: string[], flags: Merge
   const { n, height: h, width: w, channels: c } = merged;
   if (/\.(json|csv)$/i.test(flags.out)) throw new UserError(`--out ${flags.out}: sample parts merge into a .png grid or a directory of PNGs`);
   let written: string[];
-  if (/\.png$/i.test(flags.out)) {
+  if (/\.(png|jpe?g)$/i.test(flags.out)) {
     const size = h * w * c;
     const pixels = new Uint8Array(n * size);
     for (const { index, file } of merged.files) pixels.set(await decodeSample(file, owner.get(file)!, merged), index * size);
     const batch: ImageBatch = { pixels, n, height: h, width: w, channels: c };
     ensureParentDir(flags.out);
     // Same layout as an unsharded `flow sample --out`: a square-ish grid in sample order.
-    atomicWriteFile(flags.out, await encodePng(tile(batch, Math.ceil(Math.sqrt(n)))));
+    atomicWriteFile(flags.out, await encodeImageFor(flags.out, tile(batch, Math.ceil(Math.sqrt(n)))));
     written = [flags.out];
   } else {
     if (fs.existsSync(flags.out) && !fs.statSync(flags.out).isDirectory()) {

@@ -6,7 +6,7 @@ import { tf } from '../tf.js';
 import { resolveRun, describeRun, CHECKPOINT_HELP } from '../io/run.js';
 import { loadModel } from '../io/model-io.js';
 import { toPixels } from '../data/preprocess.js';
-import { tile, encodePng } from '../io/png.js';
+import { tile, encodeImageFor, imageFormatOf } from '../io/png.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { loadRunImages } from '../views/examples.js';
 import { reconstruct, originalsAboveReconstructions, compareArrays } from '../views/reconstruct.js';
@@ -45,6 +45,7 @@ export function register(program: Command): void {
 }
 
 export async function reconstructCommand(flags: ReconstructFlags): Promise<number> {
+  if (flags.out) imageFormatOf(flags.out); // before the model loads
   const resolved = resolveRun(flags.run, { checkpoint: flags.checkpoint });
   const { runDir, checkpoint } = resolved;
   const { model, config, meta, step } = await withBackend({ backend: flags.backend, quiet: flags.quiet || flags.json }, () => loadModel(checkpoint));
@@ -65,7 +66,7 @@ export async function reconstructCommand(flags: ReconstructFlags): Promise<numbe
     const cols = Math.min(flags.cols, n);
     const out = flags.out ?? path.join(runDir, 'samples', `reconstruct-step${step}.png`);
     fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
-    atomicWriteFile(out, await encodePng(tile(originalsAboveReconstructions(images.pixels, recon, n, h, w, c, cols), cols)));
+    atomicWriteFile(out, await encodeImageFor(out, tile(originalsAboveReconstructions(images.pixels, recon, n, h, w, c, cols), cols)));
     const summary = { file: out, run_dir: runDir, checkpoint, step, split: flags.split, indices, max_abs_error: error.maxAbs, pixels_changed: pixelsChanged, pixels: images.pixels.length };
     if (flags.json) printJson(summary);
     else if (!flags.quiet) {

@@ -5,7 +5,7 @@ import { tf } from '../tf.js';
 import { resolveRun, describeRun, type ResolvedRun } from '../io/run.js';
 import { loadModel, type LoadedModel } from '../io/model-io.js';
 import { toPixels } from '../data/preprocess.js';
-import { tile, encodePng, type ImageBatch } from '../io/png.js';
+import { tile, encodePng, encodeImageFor, imageFormatOf, type ImageBatch } from '../io/png.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { Rng } from '../rng.js';
 import { startBackend, parseNumberList, parseShard, printJson, inferenceThreads, parseWeights } from './common.js';
@@ -37,6 +37,7 @@ export function sampleNoiseRng(seed: number, index: number): Rng {
 
 export async function sampleCommand(flags: SampleFlags): Promise<number> {
   if (flags.out && flags.outDir) throw new UserError('--out and --out-dir are exclusive: one grid PNG or one PNG per sample');
+  if (flags.out) imageFormatOf(flags.out); // before the model loads
   const resolved = resolveRun(flags.run, { checkpoint: flags.checkpoint });
   const { runDir, checkpoint } = resolved;
   const { model, config, meta, step } = await withBackend(flags, () => loadModel(checkpoint, parseWeights(flags.weights)));
@@ -85,7 +86,7 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
       const out = flags.out ?? path.join(runDir, 'samples', `sample-step${step}-seed${flags.seed}.png`);
       fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
       const cols = temps.length > 1 ? perRow : Math.ceil(Math.sqrt(n));
-      atomicWriteFile(out, await encodePng(tile(batch, cols)));
+      atomicWriteFile(out, await encodeImageFor(out, tile(batch, cols)));
       written = [out];
     }
     const summary = { run_dir: runDir, checkpoint, step, n, temperatures: temps, seed: flags.seed, files: written };

@@ -1,5 +1,5 @@
 // `flow train config.yaml`: parse, train, print the summary.
-import { loadConfig } from '../config/load.js';
+import { loadConfig, type ConfigOverride } from '../config/load.js';
 import { train } from '../train/trainer.js';
 import { makeLogger, formatSeconds, type LogFormat } from '../train/logger.js';
 import { startBackend, printJson } from './common.js';
@@ -24,11 +24,11 @@ export interface TrainFlags {
 
 export async function trainCommand(configFile: string, flags: TrainFlags): Promise<number> {
   if (flags.resume && flags.fresh) throw new UserError('--resume and --fresh contradict each other; give one');
-  const sets = [...flags.set];
-  if (flags.maxSteps !== undefined) sets.push(`train.max_steps=${flags.maxSteps}`);
-  if (flags.maxMinutes !== undefined) sets.push(`train.max_minutes=${flags.maxMinutes}`);
-  if (flags.backend !== undefined) sets.push(`backend=${flags.backend}`);
-  if (flags.name !== undefined) sets.push(`name=${flags.name}`);
+  const sets: ConfigOverride[] = [...flags.set];
+  if (flags.maxSteps !== undefined) sets.push({ set: `train.max_steps=${flags.maxSteps}`, flag: `--max-steps ${flags.maxSteps}` });
+  if (flags.maxMinutes !== undefined) sets.push({ set: `train.max_minutes=${flags.maxMinutes}`, flag: `--max-minutes ${flags.maxMinutes}` });
+  if (flags.backend !== undefined) sets.push({ set: `backend=${flags.backend}`, flag: `--backend ${flags.backend}` });
+  if (flags.name !== undefined) sets.push({ set: `name=${flags.name}`, flag: `--name ${flags.name}` });
   const cfg = loadConfig(configFile, sets);
   // A run whose checkpoints are all damaged is left to train(), whose error names the newest one.
   if (flags.resume && !latestCheckpoint(runDirOf(cfg.runs_dir, cfg.name)) && !newestCheckpoint(runDirOf(cfg.runs_dir, cfg.name))) {

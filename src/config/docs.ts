@@ -21,12 +21,14 @@ export interface FieldInfo {
   description: string;
 }
 
-/** Strips .default()/.optional() wrappers to reach the value's own schema. */
+/** Strips .default()/.optional() wrappers (and a .transform() after the value's schema) to reach the value's own schema. */
 export function unwrap(schema: AnySchema): AnySchema {
   let s = schema;
   for (;;) {
-    const def = s._zod.def as { type: string; innerType?: AnySchema };
+    const def = s._zod.def as { type: string; innerType?: AnySchema; in?: AnySchema };
     if ((def.type === 'default' || def.type === 'optional' || def.type === 'prefault') && def.innerType) s = def.innerType;
+    // A normalising transform (e.g. learn_top: true -> 'position'): what the user may write is its input.
+    else if (def.type === 'pipe' && def.in && def.in._zod.def.type !== 'transform') s = def.in;
     else return s;
   }
 }

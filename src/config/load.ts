@@ -2,6 +2,7 @@
 // Every failure is one UserError line: `<source>: <path>: <what>; expected <what>`, first problem only,
 // checked in document order so the message points at the first thing the user wrote wrong.
 import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import { UserError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -109,16 +110,23 @@ export function parseYamlText(text: string, source: string): unknown {
   return doc.toJS();
 }
 
-function parseSetValue(set: string, text: string): unknown {
+function parseSetValue(src: string, text: string): unknown {
   if (text === '') return '';
   const doc = YAML.parseDocument(text);
-  if (doc.errors.length) fail(`--set ${set}`, `value ${JSON.stringify(text)} is not a valid YAML scalar; quote it`);
+  if (doc.errors.length) fail(src, `value ${JSON.stringify(text)} is not a valid YAML scalar; quote it`);
   return doc.toJS();
 }
 
+/**
+ * An override: `a.b=value` from --set, or one a command's own flag stands for (e.g. `--name x` is name=x),
+ * with the flag as the user typed it, so errors quote that rather than a --set they never wrote.
+ */
+export type ConfigOverride = string | { set: string; flag: string };
+
 /** Apply one `a.b=value` override to the raw (unvalidated) config object. */
-function applySet(raw: Plain, set: string, fileLabel: string, prov: Provenance): void {
-  const src = `--set ${set}`;
+function applySet(raw: Plain, override: ConfigOverride, fileLabel: string, prov: Provenance): void {
+  const set = typeof override === 'string' ? override : override.set;
+  const src = typeof override === 'string' ? `--set ${set}` : override.flag;
   const eq = set.indexOf('=');
   if (eq <= 0) fail(src, 'expected key.path=value (e.g. --set model.depth=16)');
   const path = set.slice(0, eq).trim();
@@ -136,7 +144,7 @@ function applySet(raw: Plain, set: string, fileLabel: string, prov: Provenance):
     schema = field;
     if (i === segs.length - 1) {
       const text = set.slice(eq + 1);
-      let value = parseSetValue(set, text);
+      let value = parseSetValue(src, text);
       // `--set name=2024` means the string: YAML would read a number.
       if (unwrap(field)._zod.def.type === 'string' && (typeof value === 'number' || typeof value === 'boolean' || value === null)) value = text;
       obj[seg] = value;
@@ -176,8 +184,39 @@ function checkRaw(obj: Plain, schema: AnySchema, prefix: string, fileLabel: stri
   }
 }
 
+/** How a config-relative data.path was written, by the absolute path it resolved to (for not-found errors). */
+const dataPathOrigins = new Map<string, { written: string; file: string; dir: string }>();
+
+export function dataPathOrigin(p: string): { written: string; file: string; dir: string } | undefined {
+  return dataPathOrigins.get(resolve(p));
+}
+
+/**
+ * data.path as the loader should see it. `${VAR}` and `${VAR:-default}` take environment variables (the
+ * shipped configs use ${FLOW_DATA:-../data} so one variable moves every dataset). A relative result is
+ * relative to the config file's folder, as users of YAML configs expect (a path given with --set, or one
+ * starting with a variable's value, is relative to the working directory instead, like any shell path).
+ */
+export function resolveDataPath(written: string, source: string, configDir: string | null, env: NodeJS.ProcessEnv = process.env): string {
+  if (written === '') return written;
+  let fromEnvAtStart = false;
+  const expanded = written.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, dflt: string | undefined, offset: number) => {
+    const value = env[name];
+    if (value !== undefined && value !== '') {
+      if (offset === 0) fromEnvAtStart = true;
+      return value;
+    }
+    if (dflt !== undefined) return dflt;
+    fail(source, `data.path: ${JSON.stringify(written)} uses \${${name}}, which is not set; expected ${name}=DIR in the environment (or a default: \${${name}:-DIR})`);
+  });
+  if (configDir === null || fromEnvAtStart || isAbsolute(expanded)) return expanded;
+  const abs = resolve(configDir, expanded);
+  dataPathOrigins.set(abs, { written, file: source, dir: configDir });
+  return abs;
+}
+
 /** Validate an already-parsed YAML value (plus overrides) into a resolved Config. */
-export function resolveConfig(parsed: unknown, sets: string[], fileLabel: string): Config {
+export function resolveConfig(parsed: unknown, sets: ConfigOverride[], fileLabel: string, configDir: string | null = null): Config {
   let raw: Plain;
   if (parsed === null || parsed === undefined) raw = {};
   else if (isPlainObject(parsed)) raw = parsed;
@@ -192,11 +231,14 @@ export function resolveConfig(parsed: unknown, sets: string[], fileLabel: string
     const path = issue.path.join('.') || 'top level';
     fail(sourceFor(path, fileLabel, prov), `${path}: ${issue.message}`);
   }
-  return r.data;
+  const cfg = r.data;
+  const pathSource = sourceFor('data.path', fileLabel, prov);
+  cfg.data.path = resolveDataPath(cfg.data.path, pathSource, pathSource === fileLabel ? configDir : null);
+  return cfg;
 }
 
 /** Parse config text (as if read from `source`) and apply overrides. */
-export function parseConfigText(text: string, source = 'config', sets: string[] = []): Config {
+export function parseConfigText(text: string, source = 'config', sets: ConfigOverride[] = []): Config {
   return resolveConfig(parseYamlText(text, source), sets, source);
 }
 
@@ -204,9 +246,13 @@ export function parseConfigText(text: string, source = 'config', sets: string[] 
  * Load a config: YAML file (null = defaults only), then `--set a.b=value` overrides
  * (each value parsed as a YAML scalar), validated with every default filled in.
  */
-export function loadConfig(file: string | null, sets: string[] = []): Config {
+export function loadConfig(file: string | null, sets: ConfigOverride[] = []): Config {
   const parsed = file === null ? null : readYamlFile(file);
-  return resolveConfig(parsed, sets, file ?? '--set');
+  // An empty file is more likely a mistake (wrong file, unsaved editor) than a wish to train every default into runs/run.
+  if (file !== null && (parsed === null || parsed === undefined)) {
+    fail(file, 'the config file is empty (or only comments); expected YAML options, e.g. name: and a data: section (see configs/quickstart.yaml)');
+  }
+  return resolveConfig(parsed, sets, file ?? '--set', file === null ? null : dirname(resolve(file)));
 }
 
 /** YAML of a resolved config (what a run directory's config.yaml holds); loadConfig reads it back unchanged. */

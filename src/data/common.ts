@@ -1,6 +1,8 @@
 // Types and helpers shared by every data source: the Dataset shape, seeded train/test
 // splitting, split capping, grey<->RGB conversion, bounded-concurrency mapping, file checks.
 import fs from 'node:fs';
+import path from 'node:path';
+import { dataPathOrigin } from '../config/load.js';
 import { UserError } from '../errors.js';
 import { Rng } from '../rng.js';
 
@@ -21,6 +23,8 @@ export interface Dataset {
   test: Split;
   numClasses?: number;
   classNames?: string[];
+  /** Files left out because they could not be decoded (data.skip_bad). */
+  skipped?: number;
 }
 
 /** The one-line error every bad data file produces: `data: <file>: <what is wrong, what was expected>`. */
@@ -33,8 +37,31 @@ export function statOrThrow(p: string, what: string): fs.Stats {
   try {
     return fs.statSync(p);
   } catch {
-    throw dataError(p, `does not exist, expected ${what}`);
+    throw dataError(path.resolve(p), `does not exist${pathBase(p)}, expected ${what}${howToGet(p)}`);
   }
+}
+
+/** Which base a relative data.path was resolved against, so a wrong guess is visible. */
+function pathBase(p: string): string {
+  const origin = dataPathOrigin(p);
+  if (origin) {
+    const fromCwd = path.resolve(origin.written);
+    const moved = fs.existsSync(fromCwd) ? `; it exists relative to the working directory: write ${path.relative(origin.dir, fromCwd) || '.'}` : '';
+    return ` (data.path '${origin.written}' in ${origin.file} is relative to that file's folder${moved})`;
+  }
+  return path.isAbsolute(p) ? '' : ` (data.path '${p}', relative to the working directory)`;
+}
+
+/** Where to get the datasets the shipped configs name. */
+function howToGet(p: string): string {
+  if (/fashion-?mnist/i.test(path.basename(p))) {
+    return (
+      '; to get Fashion-MNIST: apt-get install dataset-fashion-mnist (Debian/Ubuntu, then FLOW_DATA=/usr/share/datasets), ' +
+      'or download the four *-ubyte.gz IDX files listed at https://github.com/zalandoresearch/fashion-mnist into data/fashion-mnist/'
+    );
+  }
+  if (/cifar/i.test(path.basename(p))) return '; to get CIFAR-10: download https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz and unpack it into data/';
+  return '';
 }
 
 export function product(shape: readonly number[]): number {

@@ -58,8 +58,22 @@ export async function decodeImage(file: string, imageSize: number): Promise<Deco
     return { file, data: pixels, width: info.width, height: info.height, channels: want };
   } catch (err) {
     if (err instanceof UserError) throw err;
-    throw dataError(file, `cannot decode image (${(err as Error).message.split('\n')[0]}), expected a valid PNG or JPEG`);
+    throw dataError(file, `cannot decode image (${decodeReason(err)}), expected a valid PNG or JPEG (data.skip_bad: true skips such files)`);
   }
+}
+
+/** sharp's error text without libvips' plumbing ('VipsJpeg: ', 'Warning treated as error due to failOn setting'). */
+export function decodeReason(err: unknown): string {
+  const lines = String((err as Error)?.message ?? err)
+    .split('\n')
+    .map((l) =>
+      l
+        .replace(/^Input (buffer|file) (has corrupt header|contains)\s*:?\s*/i, '')
+        .replace(/^(Vips\w*|vipspng|\w+load)\s*:\s*/i, '')
+        .trim(),
+    )
+    .filter((l) => l !== '' && !/failOn|treated as error/i.test(l));
+  return lines[0] ?? 'corrupt or truncated data';
 }
 
 export interface ImageFolderOptions {
@@ -70,6 +84,8 @@ export interface ImageFolderOptions {
   limit: number;
   testLimit: number;
   seed: number;
+  /** Skip (and count) files that cannot be decoded instead of failing on the first. */
+  skipBad?: boolean;
 }
 
 export async function loadImageFolder(dir: string, opts: ImageFolderOptions): Promise<Dataset> {
@@ -102,7 +118,27 @@ export async function loadImageFolder(dir: string, opts: ImageFolderOptions): Pr
   const trainKeep = keep(trainIdx, opts.limit);
   const testKeep = keep(testIdx, opts.testLimit);
   const used = [...trainKeep, ...testKeep];
-  const decoded = await mapLimit(used, DECODE_CONCURRENCY, (i) => decodeImage(files[i]!, opts.imageSize));
+  const bad: string[] = [];
+  const attempts = await mapLimit(used, DECODE_CONCURRENCY, async (i) => {
+    try {
+      return await decodeImage(files[i]!, opts.imageSize);
+    } catch (err) {
+      if (!opts.skipBad || !(err instanceof UserError)) throw err;
+      bad.push(err.message.replace(/^data: /, '').replace(/, expected a valid PNG.*$/, ''));
+      return null;
+    }
+  });
+  // Keep each split's surviving files with their indices into `files` (for labels).
+  const survivors = (from: number, idx: ArrayLike<number>) =>
+    Array.from(idx, (fileIndex, j) => ({ d: attempts[from + j]!, fileIndex })).filter((e): e is { d: Decoded; fileIndex: number } => e.d !== null);
+  const trainKept = survivors(0, trainKeep);
+  const testKept = survivors(trainKeep.length, testKeep);
+  const decoded = [...trainKept, ...testKept].map((e) => e.d);
+  if (bad.length > 0) {
+    bad.sort();
+    if (decoded.length === 0) throw dataError(dir, `none of the ${used.length} images used could be decoded, e.g. ${bad[0]}`);
+    process.stderr.write(`data: skipped ${bad.length} of ${used.length} images in ${dir} that cannot be decoded (data.skip_bad), e.g. ${bad[0]}\n`);
+  }
 
   const first = decoded[0]!;
   for (const d of decoded) {
@@ -112,18 +148,16 @@ export async function loadImageFolder(dir: string, opts: ImageFolderOptions): Pr
   }
   const channels = opts.channels !== 0 ? opts.channels : decoded.every((d) => d.channels === 1) ? 1 : 3;
   const dims = first.width * first.height * channels;
-  const build = (from: number, count: number, indices: ArrayLike<number>): Split => {
+  const build = (kept: { d: Decoded; fileIndex: number }[]): Split => {
+    const count = kept.length;
     const x = new Uint8Array(count * dims);
-    for (let j = 0; j < count; j++) {
-      const d = decoded[from + j]!;
-      x.set(convertChannels(d.data, d.channels, channels), j * dims);
-    }
+    kept.forEach(({ d }, j) => x.set(convertChannels(d.data, d.channels, channels), j * dims));
     if (!labelled) return { x, n: count };
-    const labels = Int32Array.from({ length: count }, (_, j) => fileLabels[indices[j]!]!);
+    const labels = Int32Array.from(kept, ({ fileIndex }) => fileLabels[fileIndex]!);
     return { x, labels, n: count };
   };
-  const train = build(0, trainKeep.length, trainKeep);
-  const test = build(trainKeep.length, testKeep.length, testKeep);
+  const train = build(trainKept);
+  const test = build(testKept);
   return {
     name: `${path.basename(path.resolve(dir))} (images)`,
     kind: 'image',
@@ -131,5 +165,6 @@ export async function loadImageFolder(dir: string, opts: ImageFolderOptions): Pr
     train,
     test,
     ...(labelled ? { numClasses: classNames.length, classNames } : {}),
+    ...(bad.length > 0 ? { skipped: bad.length } : {}),
   };
 }

@@ -39,6 +39,7 @@ export async function loadDataset(cfg: DataConfig, opts: { seed?: number } = {})
         limit: cfg.limit,
         testLimit: cfg.test_limit,
         seed,
+        skipBad: cfg.skip_bad,
       });
     case 'toy': {
       const x = makeToy(cfg.toy, cfg.toy_size, seed);
@@ -97,7 +98,11 @@ async function resizeDataset(ds: Dataset, size: number): Promise<Dataset> {
 }
 
 const SOURCES = ['embedded', 'idx', 'cifar10', 'images', 'toy', 'csv'] as const;
-const DEBIAN_FASHION_MNIST = '/usr/share/datasets/fashion-mnist';
+
+/** `fashion-mnist` in a spec: $FLOW_DATA/fashion-mnist, else data/fashion-mnist, as in configs/fashion-mnist.yaml. */
+export function fashionMnistPath(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(env.FLOW_DATA || 'data', 'fashion-mnist');
+}
 
 /** Which source a bare path looks like: csv file, IDX file/folder, CIFAR batches folder, else an image folder. */
 function inferSource(p: string, spec: string): DataConfig['source'] {
@@ -122,7 +127,8 @@ function inferSource(p: string, spec: string): DataConfig['source'] {
  * Parses a data spec (e.g. for `flow ood --in SPEC`) into a full data config:
  *   embedded | mnist                      the embedded digits
  *   two-moons | toy:rings                 a toy set
- *   fashion-mnist                         Debian's /usr/share/datasets/fashion-mnist
+ *   fashion-mnist                         $FLOW_DATA/fashion-mnist, else data/fashion-mnist (Debian's package:
+ *                                         FLOW_DATA=/usr/share/datasets)
  *   idx:DIR | cifar10:DIR | images:DIR | csv:FILE
  *   PATH                                  source inferred from what is there
  * optionally followed by ?key=value&key=value with any data option (e.g. images:faces?image_size=32&channels=3).
@@ -157,7 +163,7 @@ export function parseDataSpec(spec: string): DataConfig {
     raw.toy = body;
   } else if (body === 'fashion-mnist' && !fs.existsSync(body)) {
     raw.source = 'idx';
-    raw.path = DEBIAN_FASHION_MNIST;
+    raw.path = fashionMnistPath();
   } else {
     raw.source = inferSource(body, spec);
     raw.path = body;

@@ -113,29 +113,51 @@ interface GaussianParams {
   logsd?: Tensor;
 }
 
-/** The top prior: N(0, I), or learned per-position mean/logsd, plus a per-channel term from the one-hot label
- * (its [mean, logsd] are the two interleaved heads of a zero-init dense layer). */
+/** model.learn_top as a mode; `true` (older configs and checkpoints) meant one mean/logsd per position. */
+export type TopPriorMode = 'channel' | 'position' | false;
+export function topPriorMode(learnTop: ModelConfig['learn_top'] | boolean): TopPriorMode {
+  return learnTop === true ? 'position' : learnTop;
+}
+
+/**
+ * The top prior: N(0, I); or learned per position (a free mean/logsd for every h, w, c); or per channel as in
+ * openai/glow and ref_glow.py, whose zero-init conv3x3 applied to zeros reduces to its bias, scaled by
+ * exp(3 * logscale): mean, logsd = bias * exp(3 * logscale), split in halves. Plus a per-channel term from the
+ * one-hot label (its [mean, logsd] are the two interleaved heads of a zero-init dense layer).
+ */
 class TopPrior {
   readonly mean?: tf.Variable;
   readonly logsd?: tf.Variable;
+  readonly bias?: tf.Variable;
+  readonly logscale?: tf.Variable;
   readonly cond?: ZeroDense;
   constructor(
     readonly shape: number[],
-    learn: boolean,
+    mode: TopPriorMode,
     numClasses?: number,
   ) {
     const size = shape.reduce((a, b) => a * b, 1);
-    if (learn) {
+    const c = shape[shape.length - 1]!;
+    if (mode === 'position') {
       this.mean = newVariable(new Float32Array(size), shape);
       this.logsd = newVariable(new Float32Array(size), shape);
+    } else if (mode === 'channel') {
+      this.bias = newVariable(new Float32Array(2 * c), [2 * c]);
+      this.logscale = newVariable(new Float32Array(2 * c), [2 * c]);
     }
-    const c = shape[shape.length - 1]!;
     if (numClasses) this.cond = new ZeroDense(numClasses, 2 * c);
   }
 
   params(onehot?: Tensor): GaussianParams {
     let mean: Tensor | undefined = this.mean;
     let logsd: Tensor | undefined = this.logsd;
+    if (this.bias && this.logscale) {
+      // [2C] broadcasts over [B, H, W, C] as [C] halves.
+      const c = this.shape[this.shape.length - 1]!;
+      const h = tf.mul(this.bias, tf.exp(tf.mul(this.logscale, 3)));
+      mean = tf.slice(h, [0], [c]);
+      logsd = tf.slice(h, [c], [c]);
+    }
     if (this.cond && onehot) {
       const c = this.shape[this.shape.length - 1]!;
       const [m, s] = this.cond.applyHeads(onehot, 2) as [Tensor, Tensor];
@@ -152,6 +174,7 @@ class TopPrior {
   variables(): NamedVariable[] {
     const out: NamedVariable[] = [];
     if (this.mean && this.logsd) out.push(['mean', this.mean], ['logsd', this.logsd]);
+    if (this.bias && this.logscale) out.push(['bias', this.bias], ['logscale', this.logscale]);
     if (this.cond) out.push(...prefixed('cond', this.cond.variables()));
     return out;
   }
@@ -212,7 +235,7 @@ class Flow implements FlowModel {
     const rng = new Rng(seed).fork(0x6d6f64);
     const topShape = this.kind === 'image' ? this.buildImageLevels(rng) : this.buildVectorFlow(rng);
     // Vector flows have a standard-normal base (plus the label term when class-conditional).
-    this.top = new TopPrior(topShape, this.kind === 'image' && cfg.learn_top, numClasses);
+    this.top = new TopPrior(topShape, this.kind === 'image' ? topPriorMode(cfg.learn_top) : false, numClasses);
     if (numClasses && cfg.class_loss_weight > 0) this.classifier = new ZeroDense(topShape[topShape.length - 1]!, numClasses);
   }
 

@@ -20,6 +20,8 @@ export interface RunLock {
   readonly tookOverStale: boolean;
   /** The stale lock's owner, when one was taken over. */
   readonly previous?: LockInfo;
+  /** Why a taken-over lock was stale: its process is gone, or the file was not a lock flow can read. */
+  readonly staleReason?: string;
   release(): void;
 }
 
@@ -114,10 +116,11 @@ export function acquireRunLock(runDir: string): RunLock {
   const text = JSON.stringify({ pid: process.pid, host, startedAt: new Date().toISOString(), token }) + '\n';
   let tookOverStale = false;
   let previous: LockInfo | undefined;
+  let staleReason: string | undefined;
   try {
     mkdirSync(runDir, { recursive: true });
     for (let attempt = 0; attempt < 5; attempt++) {
-      if (tryCreate(lockPath, text)) return makeLock(lockPath, token, tookOverStale, previous);
+      if (tryCreate(lockPath, text)) return makeLock(lockPath, token, tookOverStale, previous, staleReason);
       const existingText = readText(lockPath);
       if (existingText === null) continue; // released meanwhile
       const existing = parseLock(existingText);
@@ -141,6 +144,9 @@ export function acquireRunLock(runDir: string): RunLock {
       }
       tookOverStale = true;
       previous = existing ? { pid: existing.pid, host: existing.host, startedAt: existing.startedAt } : undefined;
+      staleReason = existing
+        ? `its process, pid ${existing.pid}, is gone`
+        : `${lockPath} was unreadable: ${JSON.stringify(existingText.slice(0, 40))} is not a flow lock ({pid, host, startedAt} JSON)`;
     }
   } catch (e) {
     throw toStorageError(e, 'the run lock', runDir);
@@ -148,7 +154,7 @@ export function acquireRunLock(runDir: string): RunLock {
   throw new UserError(`run directory ${runDir}: could not take ${lockPath} (other processes keep replacing it); wait and retry`);
 }
 
-function makeLock(path: string, token: string, tookOverStale: boolean, previous: LockInfo | undefined): RunLock {
+function makeLock(path: string, token: string, tookOverStale: boolean, previous: LockInfo | undefined, staleReason: string | undefined): RunLock {
   let released = false;
   const release = (): void => {
     if (released) return;
@@ -163,5 +169,5 @@ function makeLock(path: string, token: string, tookOverStale: boolean, previous:
     }
   };
   process.on('exit', release);
-  return { path, tookOverStale, previous, release };
+  return { path, tookOverStale, previous, staleReason, release };
 }

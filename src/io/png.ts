@@ -1,5 +1,6 @@
 // Image grids and strips as PNG (sharp). Pixels are uint8 NHWC, 1 or 3 channels.
 import sharp from 'sharp';
+import { UserError } from '../errors.js';
 import { atomicWriteFile } from './atomic.js';
 
 export interface ImageBatch {
@@ -33,6 +34,28 @@ export async function encodePng(img: ImageBatch): Promise<Buffer> {
     raw: { width: img.width, height: img.height, channels: img.channels as 1 | 3 },
   })
     .png({ compressionLevel: 9 })
+    .toBuffer();
+}
+
+export type ImageFormat = 'png' | 'jpeg';
+
+/**
+ * The format an output file name names: .png, or .jpg/.jpeg (lossy: for sharing, not for exact pixels).
+ * Anything else is refused rather than written as PNG bytes under a name that says otherwise.
+ */
+export function imageFormatOf(file: string, flag = '--out'): ImageFormat {
+  if (/\.png$/i.test(file)) return 'png';
+  if (/\.jpe?g$/i.test(file)) return 'jpeg';
+  throw new UserError(`${flag} ${file}: cannot tell the image format from the name; expected a .png, .jpg or .jpeg file name`);
+}
+
+/** Encodes in the format the file name names (see imageFormatOf). */
+export async function encodeImageFor(file: string, img: ImageBatch, flag = '--out'): Promise<Buffer> {
+  if (imageFormatOf(file, flag) === 'png') return encodePng(img);
+  return sharp(Buffer.from(img.pixels.buffer, img.pixels.byteOffset, img.height * img.width * img.channels), {
+    raw: { width: img.width, height: img.height, channels: img.channels as 1 | 3 },
+  })
+    .jpeg({ quality: 95 })
     .toBuffer();
 }
 

@@ -122,8 +122,8 @@ function randomRows(rng: Rng, count: number, take: number, from = 0): Int32Array
 export async function runOod(o: OodRunOptions): Promise<OodRunResult> {
   const started = performance.now();
   const { model, config, meta } = o;
-  if (meta.dataKind !== 'image') throw new UserError(`flow ood scores images; this run models ${meta.dataShape[0]}-d vectors`);
-  if (model.numClasses) throw new UserError(`flow ood needs the unconditional likelihood p(x); this run is class-conditional (model.conditional: classes)`);
+  if (meta.dataKind !== 'image') throw new UserError(`ood: scores images; this run models ${meta.dataShape[0]}-d vectors`);
+  if (model.numClasses) throw new UserError(`ood: needs the unconditional likelihood p(x); this run is class-conditional (model.conditional: classes)`);
   if (!Number.isInteger(o.typicalityBatch) || o.typicalityBatch < 1) throw new UserError(`--batch-size ${o.typicalityBatch}: expected a positive integer`);
   if (!(o.fpr > 0 && o.fpr < 1)) throw new UserError(`--fpr ${o.fpr}: expected a false-positive rate strictly between 0 and 1`);
   const log = o.log ?? (() => {});

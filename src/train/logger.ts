@@ -55,9 +55,27 @@ class TextLogger implements TrainLogger {
     process.stdout.write(`step ${p.step}/${p.maxSteps || '∞'} ${this.lossName} ${p.loss.toFixed(4)} lr ${p.lr.toExponential(2)} ${p.imgPerSec.toFixed(1)} img/s\n`);
   }
   event(e: Record<string, unknown>): void {
-    if (e.event !== 'progress') process.stdout.write(`${e.event}: ${JSON.stringify(e)}\n`);
+    if (e.event === 'progress') return;
+    if (e.event === 'checkpoint') process.stdout.write(`${checkpointLine(e, this.lossName)}\n`);
+    else process.stdout.write(`${textEvent(e)}\n`);
   }
   close(): void {}
+}
+
+function checkpointLine(e: Record<string, unknown>, lossName: string): string {
+  return `checkpoint step ${e.step}${e.test ? `, test ${lossName} ${Number(e.test).toFixed(4)}` : ''}: ${e.path}`;
+}
+
+/** `name: key value, key value` for humans (the JSON form is --log-format json). */
+export function textEvent(e: Record<string, unknown>): string {
+  const fields = Object.entries(e)
+    .filter(([k, v]) => k !== 'event' && k !== 'time' && v !== undefined)
+    .map(([k, v]) => `${k.replace(/_/g, ' ')} ${typeof v === 'number' ? fmtNumber(v) : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`);
+  return `${String(e.event).replace(/_/g, ' ')}${fields.length ? ': ' + fields.join(', ') : ''}`;
+}
+
+function fmtNumber(x: number): string {
+  return Number.isInteger(x) ? String(x) : Math.abs(x) >= 1e-3 && Math.abs(x) < 1e6 ? String(round(x, 4)) : x.toExponential(3);
 }
 
 class BarLogger implements TrainLogger {
@@ -84,8 +102,8 @@ class BarLogger implements TrainLogger {
     this.bar.update(p.step, payload);
   }
   event(e: Record<string, unknown>): void {
-    if (e.event === 'checkpoint') this.info(`checkpoint step ${e.step}${e.test ? `, test ${this.lossName} ${Number(e.test).toFixed(4)}` : ''}: ${e.path}`);
-    else if (e.event !== 'progress') this.info(`${e.event}: ${JSON.stringify(e)}`);
+    if (e.event === 'checkpoint') this.info(checkpointLine(e, this.lossName));
+    else if (e.event !== 'progress') this.info(textEvent(e));
   }
   close(): void {
     this.bar?.stop();

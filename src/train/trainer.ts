@@ -96,7 +96,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
     throw toStorageError(e, 'run directory', runDir);
   }
   const lock = acquireRunLock(runDir);
-  if (lock.tookOverStale) log.info(`took over a stale lock in ${runDir} (its process is gone)`);
+  if (lock.tookOverStale) log.info(`took over a stale lock in ${runDir} (${lock.staleReason})`);
   const params = model.variables().filter(([, v]) => v.trainable);
   const paramNames = params.map(([n]) => n);
   const optimizer = new Optimizer(cfg.train.optimizer, params.map(([, v]) => v));
@@ -240,7 +240,8 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
         }
         st.skippedSteps += 1;
         consecutiveBad += 1;
-        log.event({ event: 'nonfinite_step_skipped', step: result.step, loss: String(result.loss), grad_norm: String(result.gradNorm), in_a_row: consecutiveBad });
+        // Numbers like every other event's; null where not finite (JSON has no NaN or Infinity).
+        log.event({ event: 'nonfinite_step_skipped', step: result.step, loss: finiteOrNull(result.loss), grad_norm: finiteOrNull(result.gradNorm), in_a_row: consecutiveBad });
         if (consecutiveBad >= cfg.train.nan_skip_limit) {
           if (!lastCheckpoint) {
             throw new FlowFailure(`training diverged: ${consecutiveBad} non-finite steps in a row at step ${result.step} and no checkpoint to roll back to; lower train.lr (now ${cfg.train.lr}) or add train.warmup_steps`);
@@ -493,3 +494,6 @@ function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+function finiteOrNull(x: number): number | null {
+  return Number.isFinite(x) ? x : null;
+}
