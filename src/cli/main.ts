@@ -9,6 +9,7 @@ import { sampleCommand } from './sample.js';
 import { evalCommand } from './eval.js';
 import { doctorCommand } from './doctor.js';
 import { mergeCommand } from './merge.js';
+import { exportCommand } from './export.js';
 import { register as registerCheck } from './check.js';
 import { register as registerReconstruct } from './reconstruct.js';
 import { register as registerInterpolate } from './interpolate.js';
@@ -16,6 +17,12 @@ import { register as registerPlot } from './plot.js';
 import { register as registerOod } from './ood.js';
 
 const verbose = process.argv.includes('--verbose');
+
+// Test and calibration hook: FLOW_REPORT_PEAK_RSS=1 prints the process's peak resident memory on stderr at
+// exit (what the --dry-run memory estimate is calibrated against; see test/memory-estimate.test.ts).
+if (process.env.FLOW_REPORT_PEAK_RSS === '1') {
+  process.on('exit', () => process.stderr.write(`peak_rss_bytes: ${process.resourceUsage().maxRSS * 1024}\n`));
+}
 
 
 export function buildProgram(): Command {
@@ -96,6 +103,18 @@ export function buildProgram(): Command {
     .requiredOption('--out <result>', 'eval: result.json or result.csv; sample: grid.png or a directory')
     .option('--json', 'print the merged summary as one JSON object')
     .action(run((parts: string[], flags) => mergeCommand(parts, flags)));
+
+  program
+    .command('export')
+    .description('write a trained model\'s weights for other tools: --format safetensors (PyTorch, JAX, NumPy)')
+    .argument('<run>', 'run directory (or one checkpoint directory), e.g. runs/latest')
+    .argument('[out]', 'output file, e.g. model.safetensors')
+    .option('--format <fmt>', 'safetensors: every model tensor by name, little-endian, with the config, step and checkpoint sha256 in __metadata__')
+    .option('--weights <which>', "average (the run's Polyak-averaged weights when train.average_decay > 0; the default) or raw (the last step's)")
+    .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
+    .option('--json', 'print what was written as one JSON object')
+    .option('--quiet', 'print nothing on success')
+    .action(run((runDir: string, out: string | undefined, flags) => exportCommand(runDir, out, flags)));
 
   registerCheck(program);
   registerReconstruct(program);
