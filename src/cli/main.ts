@@ -60,6 +60,7 @@ export function buildProgram(): Command {
     .option('--run <dir>', 'run directory (or one checkpoint directory); default <runs>/latest')
     .option('--out <file.png>', 'write one grid PNG here')
     .option('--out-dir <dir>', 'write one PNG per sample into this directory')
+    .option('--no-labels', 'a bare grid: no caption strip (run, step, seed, temperature) and no row labels')
     .option('--class <k>', 'class to sample (class-conditional models)', parseIntOption('--class', 0))
     .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
     .option('--shard <i/n>', 'draw only samples i, i+n, ... (one PNG each in --out-dir, plus a part file for flow merge)')
@@ -101,6 +102,7 @@ export function buildProgram(): Command {
     .description('combine the part files of a sharded eval (--shard i/n --out part.json) or sample into one result')
     .argument('<parts...>', 'part files written by the shards')
     .requiredOption('--out <result>', 'eval: result.json or result.csv; sample: grid.png or a directory')
+    .option('--no-labels', 'sample grid: no caption strip, as flow sample --no-labels')
     .option('--json', 'print the merged summary as one JSON object')
     .action(run((parts: string[], flags) => mergeCommand(parts, flags)));
 

@@ -5,12 +5,12 @@ import { tf } from '../tf.js';
 import { resolveRun } from '../io/run.js';
 import { loadModel, type LoadedModel } from '../io/model-io.js';
 import { toPixels } from '../data/preprocess.js';
-import { tile, encodePng, type ImageBatch } from '../io/png.js';
+import { tile, encodePng, encodeLabelledGrid, type ImageBatch } from '../io/png.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { Rng } from '../rng.js';
 import { startBackend, parseNumberList, parseShard, printJson, inferenceThreads, parseWeights } from './common.js';
 import { shardIndices, writePart, SAMPLE_PART_KIND, type SamplePart } from '../shard.js';
-import { sampleFileName } from './merge.js';
+import { sampleFileName, sampleGridLabels } from './merge.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface SampleFlags {
@@ -27,6 +27,8 @@ export interface SampleFlags {
   shard?: string;
   threads?: number;
   weights?: string;
+  /** false (--no-labels): a bare grid without caption and row labels. */
+  labels?: boolean;
 }
 
 /** Sample i's noise stream: depends on (seed, i) only, so shards reproduce the unsharded run. */
@@ -83,7 +85,8 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
       const out = flags.out ?? path.join(runDir, 'samples', `sample-step${step}-seed${flags.seed}.png`);
       fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
       const cols = temps.length > 1 ? perRow : Math.ceil(Math.sqrt(n));
-      atomicWriteFile(out, await encodePng(tile(batch, cols)));
+      const labels = sampleGridLabels({ checkpoint, step, seed: flags.seed, temperatures: temps });
+      atomicWriteFile(out, flags.labels === false ? await encodePng(tile(batch, cols)) : await encodeLabelledGrid(batch, cols, labels));
       written = [out];
     }
     const summary = { run_dir: runDir, checkpoint, step, n, temperatures: temps, seed: flags.seed, files: written };

@@ -170,7 +170,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
       fs.appendFileSync(metricsFile, JSON.stringify({ step: st.step, [`test_${lossName}`]: test }) + '\n');
       log.event({ event: 'checkpoint', step: st.step, path: dir, test });
       if (mode === 'full' && data.kind === 'image' && cfg.train.sample_grid > 0) {
-        await averaged(() => writeSampleGrid(model, cfg, meta, path.join(runDir, 'samples', `step-${String(st.step).padStart(8, '0')}.png`)));
+        await averaged(() => writeSampleGrid(model, cfg, meta, path.join(runDir, 'samples', `step-${String(st.step).padStart(8, '0')}.png`), undefined, st.step));
       }
     };
 
@@ -382,7 +382,7 @@ function evaluateTest(model: FlowModel, data: Dataset, cfg: Config): number | nu
   return meanAndStderr(values).mean;
 }
 
-export async function writeSampleGrid(model: FlowModel, cfg: Config, meta: ModelMeta, file: string, n = cfg.train.sample_grid): Promise<void> {
+export async function writeSampleGrid(model: FlowModel, cfg: Config, meta: ModelMeta, file: string, n = cfg.train.sample_grid, step?: number): Promise<void> {
   const rng = new Rng(cfg.seed + 4);
   const labels = meta.numClasses ? tf.tensor1d(Array.from({ length: n }, (_, i) => i % meta.numClasses!), 'int32') : undefined;
   const x = model.sample(n, cfg.sample.temperature, rng, labels);
@@ -391,7 +391,8 @@ export async function writeSampleGrid(model: FlowModel, cfg: Config, meta: Model
   labels?.dispose();
   const [h, w, c] = meta.dataShape as [number, number, number];
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  await writeGrid(file, { pixels: toPixels(values, meta.nBits), n, height: h, width: w, channels: c });
+  const caption = [`run ${cfg.name}`, ...(step !== undefined ? [`step ${step}`] : []), `T=${cfg.sample.temperature}`];
+  await writeGrid(file, { pixels: toPixels(values, meta.nBits), n, height: h, width: w, channels: c }, undefined, { caption });
 }
 
 function archiveCheckpoints(runDir: string, log: TrainLogger): void {
