@@ -3,7 +3,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../version.js';
 import { UserError, EXIT } from '../errors.js';
-import { parseIntOption, parseNumberOption, collect, run } from './common.js';
+import { parseIntOption, parseNumberOption, parseThreads, collect, run } from './common.js';
 import { trainCommand } from './train.js';
 import { sampleCommand } from './sample.js';
 import { evalCommand } from './eval.js';
@@ -64,7 +64,7 @@ export function buildProgram(): Command {
     .option('--class <k>', 'class to sample (class-conditional models)', parseIntOption('--class', 0))
     .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
     .option('--shard <i/n>', 'draw only samples i, i+n, ... (one PNG each in --out-dir, plus a part file for flow merge)')
-    .option('--threads <n>', 'threads sharing every batch (wasm/cpu backends; each holds a copy of the model)', parseIntOption('--threads', 1), 1)
+    .option('--threads <n|auto>', 'threads sharing every batch (wasm/cpu backends; each holds a copy of the model); auto: the cores the load average leaves free, 1 for under 500 images', parseThreads, 'auto')
     .option('--weights <which>', "average (the run's Polyak-averaged weights when train.average_decay > 0; the default) or raw (the last step's)")
     .option('--json', 'print what was written as one JSON object')
     .option('--quiet', 'print nothing on success')
@@ -82,7 +82,7 @@ export function buildProgram(): Command {
     .option('--limit <n>', 'evaluate only the first n examples of the split', parseIntOption('--limit', 1))
     .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
     .option('--shard <i/n>', 'evaluate only examples i, i+n, ... and write a part file (--out) for flow merge')
-    .option('--threads <n>', 'threads sharing every batch (wasm/cpu backends; each holds a copy of the model)', parseIntOption('--threads', 1), 1)
+    .option('--threads <n|auto>', 'threads sharing every batch (wasm/cpu backends; each holds a copy of the model); auto: the cores the load average leaves free, 1 for under 500 images', parseThreads, 'auto')
     .option('--weights <which>', "average (the run's Polyak-averaged weights when train.average_decay > 0; the default) or raw (the last step's)")
     .option('--out <file>', 'with --shard: where to write the part file; with --points: the output CSV')
     .option('--points <in.csv>', 'score every row of a CSV under a vector (2-D / tabular) model: writes its columns plus log_prob_nats to --out')

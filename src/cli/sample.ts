@@ -25,7 +25,7 @@ export interface SampleFlags {
   json?: boolean;
   quiet?: boolean;
   shard?: string;
-  threads?: number;
+  threads?: number | 'auto';
   weights?: string;
   /** false (--no-labels): a bare grid without caption and row labels. */
   labels?: boolean;
@@ -48,7 +48,8 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
       throw new UserError(meta.numClasses ? `--class ${flags.class}: expected 0..${meta.numClasses - 1}` : `--class: ${runDir} is not a class-conditional model (model.conditional: classes)`);
     }
     const [h, w, c] = meta.dataShape as [number, number, number];
-    parallel = await inferenceThreads(flags.threads, config, meta);
+    const work = flags.shard ? Math.ceil(flags.n / parseShard(flags.shard).count) : flags.n;
+    parallel = await inferenceThreads(flags.threads, config, meta, work, flags.quiet);
     const par = parallel;
     // Sample i depends on its own noise stream only, so the threads split a batch without changing it.
     const draw: Draw = (k, t, rngs, labels) => (par ? par.sample(model, k, t, rngs, labels) : model.sample(k, t, rngs, labels));
