@@ -15,6 +15,7 @@ import { acquireRunLock } from '../io/lock.js';
 import { modelRecords, assignModel, recordsByName, type ModelMeta } from '../io/model-io.js';
 import { markLatest, runDirOf } from '../io/run.js';
 import { writeGrid } from '../io/png.js';
+import type { DataSize } from './memory-estimate.js';
 import { bpdTensor, nllPerDimTensor, perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
 import { Optimizer, learningRate, runProgress } from './optimizer.js';
 import { ParallelGradients } from './parallel.js';
@@ -49,6 +50,8 @@ export interface TrainSummary {
   dataShape: number[];
   /** --dry-run only: why the data could not be read (the model was sized from the format's known shape). */
   dataError?: UserError | null;
+  /** --dry-run only: the loaded data's size, for the memory estimate (absent when the data could not be read). */
+  dataSize?: DataSize;
 }
 
 /** Everything besides tensors that an exact resume needs. */
@@ -441,6 +444,7 @@ async function dryRun(cfg: Config, log: TrainLogger): Promise<TrainSummary> {
     parameters,
     dataShape: shape,
     dataError,
+    ...(data ? { dataSize: { bytes: data.train.x.byteLength + data.test.x.byteLength, trainExamples: data.train.n, testExamples: data.test.n } } : {}),
   };
 }
 
