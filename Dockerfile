@@ -2,6 +2,10 @@
 #   docker build -t flow .
 #   docker run --rm -v "$PWD/runs:/work/runs" flow train configs/quickstart.yaml --max-steps 100
 FROM node:20-bookworm-slim
+# A font for the captions of sample grids (sharp renders them from SVG through fontconfig).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/flow
 COPY package.json package-lock.json tsconfig.json ./
 COPY bin ./bin

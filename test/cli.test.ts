@@ -29,9 +29,19 @@ test('train -> sample -> eval on the real CLI', async () => {
   const s = flow(['sample', '--n', '16', '--out', out, '--seed', '3'], dir);
   assert.equal(s.code, 0, s.stderr);
   const meta = await sharp(out).metadata();
-  // 4x4 grid of 28x28 images with 2-pixel borders.
+  // 4x4 grid of 28x28 images with 2-pixel borders, below a caption strip (run, step, seed, temperature).
   assert.equal(meta.width, 4 * 30 + 2);
-  assert.equal(meta.height, 4 * 30 + 2);
+  assert.ok(meta.height! > 4 * 30 + 2 + 10, `caption strip: height ${meta.height}`);
+  const bare = path.join(dir, 'bare.png');
+  assert.equal(flow(['sample', '--n', '16', '--out', bare, '--seed', '3', '--no-labels'], dir).code, 0);
+  const bareMeta = await sharp(bare).metadata();
+  assert.deepEqual([bareMeta.width, bareMeta.height], [4 * 30 + 2, 4 * 30 + 2], '--no-labels: the bare grid');
+  // A temperature sweep: one row per temperature, labelled on the left.
+  const sweep = path.join(dir, 'sweep.png');
+  assert.equal(flow(['sample', '--n', '8', '--temperature', '0.5,1', '--out', sweep, '--no-labels'], dir).code, 0);
+  assert.deepEqual([(await sharp(sweep).metadata()).width, (await sharp(sweep).metadata()).height], [4 * 30 + 2, 2 * 30 + 2]);
+  assert.equal(flow(['sample', '--n', '8', '--temperature', '0.5,1', '--out', sweep], dir).code, 0);
+  assert.ok((await sharp(sweep).metadata()).width! > 4 * 30 + 2 + 20, 'row labels widen the sweep grid');
   const again = path.join(dir, 's2.png');
   assert.equal(flow(['sample', '--n', '16', '--out', again, '--seed', '3'], dir).code, 0);
   assert.deepEqual(fs.readFileSync(out), fs.readFileSync(again), 'same seed -> same pixels');

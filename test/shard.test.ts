@@ -15,9 +15,9 @@ import {
   type EvalPart,
   type SamplePart,
 } from '../src/shard.js';
-import { mergeCommand } from '../src/cli/merge.js';
+import { mergeCommand, sampleGridLabels } from '../src/cli/merge.js';
 import { meanAndStderr } from '../src/eval/bpd.js';
-import { tile, encodePng } from '../src/io/png.js';
+import { tile, encodePng, encodeLabelledGrid, GUTTER } from '../src/io/png.js';
 import { Rng } from '../src/rng.js';
 import { UserError } from '../src/errors.js';
 
@@ -63,7 +63,7 @@ function refuses(fn: () => unknown, pattern: RegExp): void {
 }
 
 /** Runs mergeCommand with stdout captured. */
-async function runMerge(parts: string[], flags: { out: string; json?: boolean }): Promise<{ code: number; stdout: string }> {
+async function runMerge(parts: string[], flags: { out: string; json?: boolean; labels?: boolean }): Promise<{ code: number; stdout: string }> {
   const write = process.stdout.write;
   let stdout = '';
   process.stdout.write = ((chunk: string | Uint8Array) => {
@@ -294,14 +294,34 @@ test('flow merge of sample parts: the grid equals an unsharded grid, and a direc
   }
 
   const grid = path.join(dir, 'grid.png');
-  const { code, stdout } = await runMerge(partFiles, { out: grid, json: true });
+  const { code, stdout } = await runMerge(partFiles, { out: grid, json: true, labels: false });
   assert.equal(code, 0);
   assert.equal(JSON.parse(stdout).n, total);
-  const expected = tile({ pixels, n: total, height: h, width: w, channels: c }, Math.ceil(Math.sqrt(total)));
+  const batch = { pixels, n: total, height: h, width: w, channels: c };
+  const expected = tile(batch, Math.ceil(Math.sqrt(total)));
   const got = await sharp(grid).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
   assert.equal(got.info.width, expected.width);
   assert.equal(got.info.height, expected.height);
-  assert.ok(Buffer.from(expected.pixels).equals(got.data), 'merged grid differs from the unsharded grid');
+  assert.ok(Buffer.from(expected.pixels).equals(got.data), 'merged bare grid differs from the unsharded grid');
+  assert.equal(expected.pixels[0], GUTTER, 'the gutter is mid-grey, visible on black and white samples');
+
+  // With labels (the default): the same bytes as the unsharded labelled grid, i.e. the caption is built from
+  // what the parts record; the sample pixels sit unchanged below a caption strip that holds dark text.
+  const labelled = path.join(dir, 'labelled.png');
+  assert.equal((await runMerge(partFiles, { out: labelled })).code, 0);
+  const labels = sampleGridLabels({ checkpoint: '/runs/x/checkpoints/step-000010', step: 10, seed: 3, temperatures: [0.7] });
+  assert.deepEqual(labels.caption, ['run x', 'step 10', 'seed 3', 'T=0.7']);
+  assert.ok(fs.readFileSync(labelled).equals(await encodeLabelledGrid(batch, Math.ceil(Math.sqrt(total)), labels)), 'merged labelled grid differs from the unsharded one');
+  const lab = await sharp(labelled).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
+  const strip = lab.info.height - expected.height;
+  assert.ok(strip >= 14, `caption strip of ${strip} px`);
+  assert.ok(lab.info.width >= expected.width);
+  const stripPixels = lab.data.subarray(0, strip * lab.info.width);
+  assert.ok(stripPixels.some((v) => v < 100), 'caption text is drawn (dark pixels in the strip)');
+  for (let y = 0; y < expected.height; y++) {
+    const row = lab.data.subarray((strip + y) * lab.info.width, (strip + y) * lab.info.width + expected.width);
+    assert.ok(Buffer.from(expected.pixels.subarray(y * expected.width, (y + 1) * expected.width)).equals(row), `grid row ${y} unchanged under the caption`);
+  }
 
   const outDir = path.join(dir, 'all');
   assert.equal((await runMerge(partFiles, { out: outDir })).code, 0);

@@ -25,7 +25,7 @@ export interface EvalFlags {
   shard?: string;
   out?: string;
   points?: string;
-  threads?: number;
+  threads?: number | 'auto';
   weights?: string;
   checkpoint?: string;
 }
@@ -53,7 +53,7 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
     const seed = flags.seed ?? config.seed;
     const dims = data.shape.reduce((a, b) => a * b, 1);
     const nBins = 2 ** config.data.n_bits;
-    parallel = await inferenceThreads(flags.threads, config, meta);
+    parallel = await inferenceThreads(flags.threads, config, meta, indices.length, flags.quiet);
     const started = performance.now();
     const logp = await perExampleLogProb(model, split, data.shape, data.kind, {
       nBits: config.data.n_bits,

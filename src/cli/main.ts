@@ -3,12 +3,13 @@
 import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../version.js';
 import { UserError, EXIT } from '../errors.js';
-import { parseIntOption, parseNumberOption, collect, run } from './common.js';
+import { parseIntOption, parseNumberOption, parseThreads, collect, run } from './common.js';
 import { trainCommand } from './train.js';
 import { sampleCommand } from './sample.js';
 import { evalCommand } from './eval.js';
 import { doctorCommand } from './doctor.js';
 import { mergeCommand } from './merge.js';
+import { exportCommand } from './export.js';
 import { register as registerCheck } from './check.js';
 import { register as registerReconstruct } from './reconstruct.js';
 import { register as registerInterpolate } from './interpolate.js';
@@ -17,6 +18,12 @@ import { register as registerOod } from './ood.js';
 import { CHECKPOINT_HELP } from '../io/run.js';
 
 const verbose = process.argv.includes('--verbose');
+
+// Test and calibration hook: FLOW_REPORT_PEAK_RSS=1 prints the process's peak resident memory on stderr at
+// exit (what the --dry-run memory estimate is calibrated against; see test/memory-estimate.test.ts).
+if (process.env.FLOW_REPORT_PEAK_RSS === '1') {
+  process.on('exit', () => process.stderr.write(`peak_rss_bytes: ${process.resourceUsage().maxRSS * 1024}\n`));
+}
 
 
 export function buildProgram(): Command {
@@ -55,10 +62,11 @@ export function buildProgram(): Command {
     .option('--checkpoint <which>', CHECKPOINT_HELP)
     .option('--out <file.png>', 'write one grid image here (.png, or .jpg/.jpeg)')
     .option('--out-dir <dir>', 'write one PNG per sample into this directory')
+    .option('--no-labels', 'a bare grid: no caption strip (run, step, seed, temperature) and no row labels')
     .option('--class <k>', 'class to sample (class-conditional models)', parseIntOption('--class', 0))
     .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
     .option('--shard <i/n>', 'draw only samples i, i+n, ... (one PNG each in --out-dir, plus a part file for flow merge)')
-    .option('--threads <n>', 'threads sharing every batch (wasm/cpu backends; each holds a copy of the model)', parseIntOption('--threads', 1), 1)
+    .option('--threads <n|auto>', 'threads sharing every batch (wasm/cpu backends; each holds a copy of the model); auto: the cores the load average leaves free, 1 for under 500 images', parseThreads, 'auto')
     .option('--weights <which>', "average (the run's Polyak-averaged weights when train.average_decay > 0; the default) or raw (the last step's)")
     .option('--json', 'print what was written as one JSON object')
     .option('--quiet', 'print nothing on success')
@@ -77,7 +85,7 @@ export function buildProgram(): Command {
     .option('--limit <n>', 'evaluate only the first n examples of the split (0 = all, as for flow ood and data.limit)', parseIntOption('--limit', 0))
     .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
     .option('--shard <i/n>', 'evaluate only examples i, i+n, ... and write a part file (--out) for flow merge')
-    .option('--threads <n>', 'threads sharing every batch (wasm/cpu backends; each holds a copy of the model)', parseIntOption('--threads', 1), 1)
+    .option('--threads <n|auto>', 'threads sharing every batch (wasm/cpu backends; each holds a copy of the model); auto: the cores the load average leaves free, 1 for under 500 images', parseThreads, 'auto')
     .option('--weights <which>', "average (the run's Polyak-averaged weights when train.average_decay > 0; the default) or raw (the last step's)")
     .option('--out <file>', 'with --shard: where to write the part file; with --points: the output CSV')
     .option('--points <in.csv>', 'score every row of a CSV under a vector (2-D / tabular) model: writes its columns plus log_prob_nats to --out')
@@ -97,8 +105,21 @@ export function buildProgram(): Command {
     .description('combine the part files of a sharded eval (--shard i/n --out part.json) or sample into one result')
     .argument('<parts...>', 'part files written by the shards')
     .requiredOption('--out <result>', 'eval: result.json or result.csv; sample: grid.png or a directory')
+    .option('--no-labels', 'sample grid: no caption strip, as flow sample --no-labels')
     .option('--json', 'print the merged summary as one JSON object')
     .action(run((parts: string[], flags) => mergeCommand(parts, flags)));
+
+  program
+    .command('export')
+    .description('write a trained model\'s weights for other tools: --format safetensors (PyTorch, JAX, NumPy)')
+    .argument('<run>', 'run directory (or one checkpoint directory), e.g. runs/latest')
+    .argument('[out]', 'output file, e.g. model.safetensors')
+    .option('--format <fmt>', 'safetensors: every model tensor by name, little-endian, with the config, step and checkpoint sha256 in __metadata__')
+    .option('--weights <which>', "average (the run's Polyak-averaged weights when train.average_decay > 0; the default) or raw (the last step's)")
+    .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
+    .option('--json', 'print what was written as one JSON object')
+    .option('--quiet', 'print nothing on success')
+    .action(run((runDir: string, out: string | undefined, flags) => exportCommand(runDir, out, flags)));
 
   registerCheck(program);
   registerReconstruct(program);

@@ -6,13 +6,15 @@ import sharp, { type OutputInfo } from 'sharp';
 import { readPart, mergeEvalParts, mergeSampleParts, EVAL_PART_KIND, type EvalPart, type SamplePart, type MergedEval, type MergedSamples } from '../shard.js';
 import { meanAndStderr } from '../eval/bpd.js';
 import { atomicWriteFile } from '../io/atomic.js';
-import { tile, encodeImageFor, type ImageBatch } from '../io/png.js';
+import { tile, encodeImageFor, labelledGrid, type ImageBatch, type GridLabels } from '../io/png.js';
 import { printJson } from './common.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface MergeFlags {
   out: string;
   json?: boolean;
+  /** false (--no-labels): a bare grid without the caption strip. */
+  labels?: boolean;
 }
 
 export async function mergeCommand(parts: string[], flags: MergeFlags): Promise<number> {
@@ -133,6 +135,17 @@ async function decodeSample(file: string, source: string, m: MergedSamples): Pro
   return new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength);
 }
 
+/**
+ * The caption (run, step, seed, temperature) and row labels (one temperature per row) of a sample grid.
+ * Built only from what a sample part records, so `flow merge` of the shards draws the unsharded grid's caption.
+ */
+export function sampleGridLabels(o: { checkpoint: string; step: number; seed: number; temperatures: number[] }): GridLabels {
+  const run = path.basename(path.dirname(path.dirname(path.resolve(o.checkpoint))));
+  const caption = [`run ${run}`, `step ${o.step}`, `seed ${o.seed}`];
+  if (o.temperatures.length === 1) caption.push(`T=${o.temperatures[0]}`);
+  return { caption, ...(o.temperatures.length > 1 ? { rowLabels: o.temperatures.map((t) => `T=${t}`) } : {}) };
+}
+
 /** The name `flow sample --out-dir` gives sample number `index`. */
 export function sampleFileName(index: number): string {
   return `sample-${String(index).padStart(5, '0')}.png`;
@@ -159,8 +172,10 @@ async function mergeSamples(parts: SamplePart[], sources: string[], flags: Merge
     for (const { index, file } of merged.files) pixels.set(await decodeSample(file, owner.get(file)!, merged), index * size);
     const batch: ImageBatch = { pixels, n, height: h, width: w, channels: c };
     ensureParentDir(flags.out);
-    // Same layout as an unsharded `flow sample --out`: a square-ish grid in sample order.
-    atomicWriteFile(flags.out, await encodeImageFor(flags.out, tile(batch, Math.ceil(Math.sqrt(n)))));
+    // Same layout and caption as an unsharded `flow sample --out`: a square-ish grid in sample order.
+    const cols = Math.ceil(Math.sqrt(n));
+    const labels = sampleGridLabels({ checkpoint: merged.checkpoint, step: merged.step, seed: merged.seed, temperatures: [merged.temperature] });
+    atomicWriteFile(flags.out, await encodeImageFor(flags.out, flags.labels === false ? tile(batch, cols) : await labelledGrid(batch, cols, labels)));
     written = [flags.out];
   } else {
     if (fs.existsSync(flags.out) && !fs.statSync(flags.out).isDirectory()) {

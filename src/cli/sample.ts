@@ -5,12 +5,12 @@ import { tf } from '../tf.js';
 import { resolveRun, describeRun, type ResolvedRun } from '../io/run.js';
 import { loadModel, type LoadedModel } from '../io/model-io.js';
 import { toPixels } from '../data/preprocess.js';
-import { tile, encodePng, encodeImageFor, imageFormatOf, type ImageBatch } from '../io/png.js';
+import { tile, encodePng, encodeImageFor, imageFormatOf, labelledGrid, type ImageBatch } from '../io/png.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { Rng } from '../rng.js';
 import { startBackend, parseNumberList, parseShard, printJson, inferenceThreads, parseWeights } from './common.js';
 import { shardIndices, writePart, SAMPLE_PART_KIND, type SamplePart } from '../shard.js';
-import { sampleFileName } from './merge.js';
+import { sampleFileName, sampleGridLabels } from './merge.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface SampleFlags {
@@ -25,9 +25,11 @@ export interface SampleFlags {
   json?: boolean;
   quiet?: boolean;
   shard?: string;
-  threads?: number;
+  threads?: number | 'auto';
   weights?: string;
   checkpoint?: string;
+  /** false (--no-labels): a bare grid without caption and row labels. */
+  labels?: boolean;
 }
 
 /** Sample i's noise stream: depends on (seed, i) only, so shards reproduce the unsharded run. */
@@ -49,7 +51,8 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
       throw new UserError(meta.numClasses ? `--class ${flags.class}: expected 0..${meta.numClasses - 1}` : `--class: ${runDir} is not a class-conditional model (model.conditional: classes)`);
     }
     const [h, w, c] = meta.dataShape as [number, number, number];
-    parallel = await inferenceThreads(flags.threads, config, meta);
+    const work = flags.shard ? Math.ceil(flags.n / parseShard(flags.shard).count) : flags.n;
+    parallel = await inferenceThreads(flags.threads, config, meta, work, flags.quiet);
     const par = parallel;
     // Sample i depends on its own noise stream only, so the threads split a batch without changing it.
     const draw: Draw = (k, t, rngs, labels) => (par ? par.sample(model, k, t, rngs, labels) : model.sample(k, t, rngs, labels));
@@ -86,7 +89,8 @@ export async function sampleCommand(flags: SampleFlags): Promise<number> {
       const out = flags.out ?? path.join(runDir, 'samples', `sample-step${step}-seed${flags.seed}.png`);
       fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
       const cols = temps.length > 1 ? perRow : Math.ceil(Math.sqrt(n));
-      atomicWriteFile(out, await encodeImageFor(out, tile(batch, cols)));
+      const labels = sampleGridLabels({ checkpoint, step, seed: flags.seed, temperatures: temps });
+      atomicWriteFile(out, await encodeImageFor(out, flags.labels === false ? tile(batch, cols) : await labelledGrid(batch, cols, labels)));
       written = [out];
     }
     const summary = { run_dir: runDir, checkpoint, step, n, temperatures: temps, seed: flags.seed, files: written };

@@ -7,6 +7,7 @@ import { UserError, EXIT } from '../errors.js';
 import type { Config } from '../config/schema.js';
 import { latestCheckpoint, newestCheckpoint } from '../io/checkpoint.js';
 import { runDirOf } from '../io/run.js';
+import { estimateTrainingMemory, type MemoryEstimate } from '../train/memory-estimate.js';
 
 export interface TrainFlags {
   set: string[];
@@ -54,13 +55,14 @@ export async function trainCommand(configFile: string, flags: TrainFlags): Promi
     const s = await train(cfg, { resume: flags.fresh ? 'fresh' : 'auto', logger, stopRequested: () => requested, dryRun: flags.dryRun });
     logger.close();
     if (s.stoppedBy === 'dry_run') {
-      const summary = { dry_run: true, run_dir: s.runDir, parameters: s.parameters, data_shape: s.dataShape, data_ok: !s.dataError, ...(s.dataError ? { data_error: s.dataError.message } : {}), ...memoryEstimate(s.parameters, cfg, s.dataShape) };
+      const summary = { dry_run: true, run_dir: s.runDir, parameters: s.parameters, data_shape: s.dataShape, data_ok: !s.dataError, ...(s.dataError ? { data_error: s.dataError.message } : {}), ...estimateTrainingMemory(s.parameters, cfg, s.dataShape, s.dataSize) };
       if (flags.json) printJson(summary);
       else
         process.stdout.write(
           `dry run: ${s.dataError ? 'config is valid (data is NOT: see below)' : 'config and data are valid'}; model has ${s.parameters.toLocaleString('en')} parameters ` +
-            `(${(summary.parameter_bytes / 2 ** 20).toFixed(1)} MiB weights, ~${(summary.training_state_bytes / 2 ** 20).toFixed(1)} MiB to train with Adam moments, gradients and activations at batch ${cfg.train.batch_size}); ` +
-            `would write to ${s.runDir}\n`,
+            `(${(summary.parameter_bytes / 2 ** 20).toFixed(1)} MiB weights); would write to ${s.runDir}\n` +
+            `memory: request ${gib(summary.request_bytes)} for a pod or job: estimated peak RSS of this training process ${gib(summary.peak_bytes)} (±30%; ` +
+            `runtime, data, weights with gradients and Adam state, and its largest pass: ${phaseText(summary, cfg)}; ${workersText(cfg)}calibrated on the wasm backend; on a GPU backend most of it is GPU memory)\n`,
         );
       if (s.dataError) throw s.dataError;
       return EXIT.OK;
@@ -107,23 +109,17 @@ function fmt(x: number | null): string {
   return x === null ? 'n/a' : x.toFixed(4);
 }
 
-/**
- * Rough float32 memory of training: weights, two Adam moments and a gradient per weight, plus the
- * activations kept for backprop (per flow step about 6 tensors of the level's size and 4 of the
- * coupling network's width).
- */
-function memoryEstimate(parameters: number, cfg: Config, dataShape: number[]) {
-  const weights = parameters * 4;
-  let perExample = 0;
-  if (dataShape.length === 3) {
-    let [h, w, c] = dataShape as [number, number, number];
-    for (let l = 0; l < cfg.model.levels; l++) {
-      h /= 2, w /= 2, c *= 4;
-      perExample += cfg.model.depth * (6 * h * w * c + 4 * h * w * cfg.model.width);
-      c /= 2;
-    }
-  } else perExample = cfg.model.depth * (6 * dataShape[0]! + 4 * cfg.model.hidden_layers * cfg.model.width);
-  const activations = perExample * 4 * cfg.train.batch_size;
-  return { parameter_bytes: weights, training_state_bytes: weights * 4 + activations, activation_bytes: activations };
+function gib(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`;
 }
 
+function phaseText(m: MemoryEstimate, cfg: Config): string {
+  if (m.peak_phase === 'train') return `a training step at batch ${cfg.train.batch_size}`;
+  if (m.peak_phase === 'init') return `ActNorm's init over ${cfg.model.init_batch} examples (model.init_batch)`;
+  if (m.peak_phase === 'eval') return 'the test-bpd pass at checkpoints';
+  return `the ${cfg.train.sample_grid}-sample grid (train.sample_grid)`;
+}
+
+function workersText(cfg: Config): string {
+  return cfg.train.workers > 1 ? `${cfg.train.workers} worker threads; ` : '';
+}

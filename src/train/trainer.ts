@@ -15,6 +15,7 @@ import { acquireRunLock } from '../io/lock.js';
 import { modelRecords, assignModel, recordsByName, type ModelMeta } from '../io/model-io.js';
 import { markLatest, runDirOf } from '../io/run.js';
 import { writeGrid } from '../io/png.js';
+import type { DataSize } from './memory-estimate.js';
 import { perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
 import { Optimizer, learningRate, runProgress } from './optimizer.js';
 import { ParallelGradients } from './parallel.js';
@@ -55,6 +56,8 @@ export interface TrainSummary {
   nothingToDo?: boolean;
   /** --dry-run only: why the data could not be read (the model was sized from the format's known shape). */
   dataError?: UserError | null;
+  /** --dry-run only: the loaded data's size, for the memory estimate (absent when the data could not be read). */
+  dataSize?: DataSize;
 }
 
 /** Everything besides tensors that an exact resume needs. */
@@ -224,7 +227,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
       fs.appendFileSync(metricsFile, JSON.stringify({ step: st.step, [`test_${lossName}`]: test }) + '\n');
       log.event({ event: 'checkpoint', step: st.step, path: dir, test });
       if (mode === 'full' && data.kind === 'image' && cfg.train.sample_grid > 0) {
-        await averaged(() => writeSampleGrid(model, cfg, meta, path.join(runDir, 'samples', `step-${String(st.step).padStart(8, '0')}.png`)));
+        await averaged(() => writeSampleGrid(model, cfg, meta, path.join(runDir, 'samples', `step-${String(st.step).padStart(8, '0')}.png`), undefined, st.step));
       }
     };
 
@@ -380,7 +383,7 @@ async function evaluateTest(model: FlowModel, data: Dataset, cfg: Config): Promi
   return meanAndStderr(values).mean;
 }
 
-export async function writeSampleGrid(model: FlowModel, cfg: Config, meta: ModelMeta, file: string, n = cfg.train.sample_grid): Promise<void> {
+export async function writeSampleGrid(model: FlowModel, cfg: Config, meta: ModelMeta, file: string, n = cfg.train.sample_grid, step?: number): Promise<void> {
   const rng = new Rng(cfg.seed + 4);
   const labels = meta.numClasses ? tf.tensor1d(Array.from({ length: n }, (_, i) => i % meta.numClasses!), 'int32') : undefined;
   const x = model.sample(n, cfg.sample.temperature, rng, labels);
@@ -389,7 +392,8 @@ export async function writeSampleGrid(model: FlowModel, cfg: Config, meta: Model
   labels?.dispose();
   const [h, w, c] = meta.dataShape as [number, number, number];
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  await writeGrid(file, { pixels: toPixels(values, meta.nBits), n, height: h, width: w, channels: c });
+  const caption = [`run ${cfg.name}`, ...(step !== undefined ? [`step ${step}`] : []), `T=${cfg.sample.temperature}`];
+  await writeGrid(file, { pixels: toPixels(values, meta.nBits), n, height: h, width: w, channels: c }, undefined, { caption });
 }
 
 // What a run directory holds from its training; archived together so the archive is itself a run directory
@@ -472,6 +476,7 @@ async function dryRun(cfg: Config, log: TrainLogger): Promise<TrainSummary> {
     parameters,
     dataShape: shape,
     dataError,
+    ...(data ? { dataSize: { bytes: data.train.x.byteLength + data.test.x.byteLength, trainExamples: data.train.n, testExamples: data.test.n } } : {}),
   };
 }
 
