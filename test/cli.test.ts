@@ -16,7 +16,7 @@ test('train -> sample -> eval on the real CLI', async () => {
 
   const tr = flow(['train', cfg], dir);
   assert.equal(tr.code, 0, tr.stderr);
-  assert.match(tr.stderr, /backend: wasm \(CPU\)/);
+  assert.match(tr.stderr, /backend: wasm \(CPU[,)]/);
   const events = tr.stdout.trim().split('\n').map((l) => JSON.parse(l));
   assert.ok(events.some((e) => e.event === 'progress' && e.step === 40 && Number.isFinite(e.bpd)), 'NDJSON progress up to step 40');
   assert.ok(fs.existsSync(path.join(dir, 'runs', 'tiny', 'checkpoints')));

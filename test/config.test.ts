@@ -71,7 +71,7 @@ test("a command's own flags are named in errors as typed, not as the --set they 
   );
   assert.equal(
     userError(() => loadConfig(file, [{ set: 'backend=gpu', flag: '--backend gpu' }])),
-    `--backend gpu: backend: expected one of 'auto', 'tensorflow', 'wasm', 'cpu', got "gpu"`,
+    `--backend gpu: backend: expected one of 'auto', 'tensorflow', 'webgpu', 'wasm', 'cpu', got "gpu"`,
   );
   assert.match(userError(() => loadConfig(file, ['name=a/b'])), /^--set name=a\/b: name: /);
   // A data.path given by a flag is the user's shell path: not rebased onto the config's folder.

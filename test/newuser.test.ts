@@ -98,7 +98,7 @@ test('the CLI: text logs, --out .jpg, flag names in errors, eval --limit 0, sing
 
   // Errors quote the flag the user typed.
   assert.equal(badInput(flow(['train', cfg, '--name', 'a/b'], dir), /./), 'flow: --name a/b: name: expected a string (letters, digits, . _ - only), got "a/b"');
-  assert.equal(badInput(flow(['train', cfg, '--backend', 'gpu'], dir), /./), `flow: --backend gpu: backend: expected one of 'auto', 'tensorflow', 'wasm', 'cpu', got "gpu"`);
+  assert.equal(badInput(flow(['train', cfg, '--backend', 'gpu'], dir), /./), `flow: --backend gpu: backend: expected one of 'auto', 'tensorflow', 'webgpu', 'wasm', 'cpu', got "gpu"`);
 
   // An empty config is refused instead of training defaults into runs/run.
   const empty = writeYaml(dir, 'empty.yaml', '# TODO\n');
