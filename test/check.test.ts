@@ -42,10 +42,10 @@ function layerNamed(model: FlowModel, name: string): Bijector {
   return l.bijector;
 }
 
-test('a healthy Glow passes every check, the Jacobian included', () => {
+test('a healthy Glow passes every check, the Jacobian included', async () => {
   const { model, data } = smallModel();
   const before = tf.memory().numTensors;
-  const audit = auditModel(model, [data, ...oodInputs('image', 64, 8, 1, data.x)], { jacobianExamples: 2, batchSize: 10 });
+  const audit = await auditModel(model, [data, ...oodInputs('image', 64, 8, 1, data.x)], { jacobianExamples: 2, batchSize: 10 });
   assert.equal(tf.memory().numTensors, before, 'no leaked tensors');
   assert.equal(audit.ok, true, JSON.stringify(audit.failures));
   assert.equal(audit.layers.length, model.namedLayers().length);
@@ -66,7 +66,7 @@ test('a healthy Glow passes every check, the Jacobian included', () => {
   model.dispose();
 });
 
-test('a layer whose inverse is slightly wrong is caught and named', () => {
+test('a layer whose inverse is slightly wrong is caught and named', async () => {
   const { model, data } = smallModel();
   const name = 'levels.0.steps.1.coupling';
   const broken = layerNamed(model, name);
@@ -76,7 +76,7 @@ test('a layer whose inverse is slightly wrong is caught and named', () => {
     const r = inverse(y);
     return { x: tf.add(r.x, 1e-2), logdet: r.logdet };
   };
-  const audit = auditModel(model, [data], { jacobianExamples: 1 });
+  const audit = await auditModel(model, [data], { jacobianExamples: 1 });
   assert.equal(audit.ok, false);
   const alone = audit.failures.filter((f) => f.layer !== null);
   assert.deepEqual([...new Set(alone.map((f) => f.layer))], [name], 'only the broken layer fails alone');
@@ -91,7 +91,7 @@ test('a layer whose inverse is slightly wrong is caught and named', () => {
   model.dispose();
 });
 
-test('a wrong forward logdet fails the inverse-logdet and Jacobian checks', () => {
+test('a wrong forward logdet fails the inverse-logdet and Jacobian checks', async () => {
   const { model, data } = smallModel();
   const name = 'levels.1.steps.0.invconv';
   const broken = layerNamed(model, name);
@@ -100,7 +100,7 @@ test('a wrong forward logdet fails the inverse-logdet and Jacobian checks', () =
     const r = forward(x);
     return { y: r.y, logdet: tf.add(r.logdet, 1) };
   };
-  const audit = auditModel(model, [data], { jacobianExamples: 1 });
+  const audit = await auditModel(model, [data], { jacobianExamples: 1 });
   assert.equal(audit.ok, false);
   assert.ok(audit.failures.some((f) => f.check === 'logdet' && f.layer === name));
   assert.ok(audit.failures.some((f) => f.check === 'jacobian'), 'summed logdet no longer matches log|det J|');
@@ -109,7 +109,7 @@ test('a wrong forward logdet fails the inverse-logdet and Jacobian checks', () =
   model.dispose();
 });
 
-test('non-finite values are counted and blamed on the first layer that makes them', () => {
+test('non-finite values are counted and blamed on the first layer that makes them', async () => {
   const { model, data } = smallModel();
   const name = 'levels.0.steps.1.actnorm';
   const broken = layerNamed(model, name);
@@ -118,63 +118,63 @@ test('non-finite values are counted and blamed on the first layer that makes the
     const r = forward(x);
     return { y: tf.div(r.y, tf.sub(tf.abs(r.y), tf.abs(r.y))), logdet: r.logdet }; // 0/0 and y/0
   };
-  const audit = auditModel(model, [data], { jacobianExamples: 0 });
+  const audit = await auditModel(model, [data], { jacobianExamples: 0 });
   assert.equal(audit.ok, false);
   assert.ok(audit.layers.find((l) => l.name === name)!.byInput.data!.nonFinite > 0);
   assert.equal(audit.worstLayer?.layer, name);
   model.dispose();
 });
 
-test('out-of-distribution findings warn by default and fail with strictOod', () => {
+test('out-of-distribution findings warn by default and fail with strictOod', async () => {
   const { model, data } = smallModel();
   const noise = oodInputs('image', 64, 8, 2, data.x);
   // Tolerances no float32 inverse can meet, applied to OOD inputs only.
   const opts = { jacobianExamples: 0, tolerances: { reconOod: 1e-30 } };
-  const lenient = auditModel(model, [data, ...noise], opts);
+  const lenient = await auditModel(model, [data, ...noise], opts);
   assert.equal(lenient.ok, true);
   assert.ok(lenient.warnings.length > 0 && lenient.warnings.every((w) => w.input !== 'data'));
   assert.match(formatAudit(lenient, 'h').join('\n'), /^WARNING: the inverse is unreliable on out-of-distribution inputs/m);
-  const strict = auditModel(model, [data, ...noise], { ...opts, strictOod: true });
+  const strict = await auditModel(model, [data, ...noise], { ...opts, strictOod: true });
   assert.equal(strict.ok, false);
   assert.deepEqual(strict.warnings, []);
   model.dispose();
 });
 
-test('every family walks like its encode (RealNVP masks, NICE scaling, class-conditional priors)', () => {
+test('every family walks like its encode (RealNVP masks, NICE scaling, class-conditional priors)', async () => {
   for (const overrides of [{ family: 'realnvp' }, { family: 'nice' }, { family: 'glow', levels: 3, depth: 1 }] as Partial<ModelConfig>[]) {
     const { model, data } = smallModel(overrides);
-    const audit = auditModel(model, [data], { jacobianExamples: 1 });
+    const audit = await auditModel(model, [data], { jacobianExamples: 1 });
     assert.equal(audit.ok, true, `${overrides.family}: ${JSON.stringify(audit.failures)}`);
     model.dispose();
   }
   const cond = buildModel(ModelSchema.parse({ family: 'glow', levels: 2, depth: 1, width: 8, conditional: 'classes' }), [8, 8, 1], { seed: 1, numClasses: 3 });
   const x = new Rng(0).uniformArray(4 * 64, -0.5, 0.5);
-  const audit = auditModel(cond, [{ kind: 'data', description: 'random', x, n: 4, ood: false }], { jacobianExamples: 0 });
+  const audit = await auditModel(cond, [{ kind: 'data', description: 'random', x, n: 4, ood: false }], { jacobianExamples: 0 });
   assert.equal(audit.ok, true);
   cond.dispose();
 });
 
-test('vector flows (RealNVP on 2-D points) are audited too', () => {
+test('vector flows (RealNVP on 2-D points) are audited too', async () => {
   const { model, data } = smallModel({ family: 'realnvp', depth: 4, width: 16 }, [2]);
-  const audit = auditModel(model, [data, ...oodInputs('vector', 2, 16, 0, data.x)], { jacobianExamples: 3 });
+  const audit = await auditModel(model, [data, ...oodInputs('vector', 2, 16, 0, data.x)], { jacobianExamples: 3 });
   assert.equal(audit.ok, true, JSON.stringify(audit.failures));
   assert.equal(audit.jacobian.checks.length, 3);
   model.dispose();
 });
 
-test('chunked Jacobian equals the analytic one of a linear map, whatever the chunk size', () => {
+test('chunked Jacobian equals the analytic one of a linear map, whatever the chunk size', async () => {
   const a = [2, -1, 0.5, 0, 3, 1, 1, 0, -2];
   const m = tf.tensor2d(a, [3, 3]);
   const f = (x: Tensor) => tf.matMul(tf.reshape(x, [x.shape[0]!, 3]), m, false, true); // rows of x times A^T
   const x = tf.tensor2d([[0.3, -0.2, 1]]);
   for (const chunk of [1, 2, 3, 8]) {
-    const j = chunkedJacobian(f, x, chunk);
+    const j = await chunkedJacobian(f, x, chunk);
     assert.deepEqual(Array.from(j.values), a, `chunk ${chunk}`);
   }
   tf.dispose([m, x]);
 });
 
-test('flow check on a trained tiny Glow: table, exit 0; impossible tolerance: exit 1 naming the worst layer', () => {
+test('flow check on a trained tiny Glow: table, exit 0; impossible tolerance: exit 1 naming the worst layer', async () => {
   const dir = tempDir();
   const cfg = writeYaml(dir, 'tiny.yaml', TINY_CONFIG);
   const tr = flow(['train', cfg, '--max-steps', '20', '--quiet'], dir);

@@ -21,34 +21,34 @@ before(async () => {
   await tf.setBackend('cpu');
 });
 
-test('an untrained (randomly perturbed) 2-D flow is a density: its grid integral is 1', () => {
+test('an untrained (randomly perturbed) 2-D flow is a density: its grid integral is 1', async () => {
   const model = buildModel(ModelSchema.parse({ family: 'realnvp', depth: 4, width: 16 }), [2], { seed: 1 });
   const rng = new Rng(2);
   tf.tidy(() => {
     for (const v of model.trainableVariables()) v.assign(tf.add(v, tf.tensor(rng.normalArray(v.size, 0.2), v.shape)));
   });
-  const g = densityGrid(model, { x0: -9, x1: 9, y0: -9, y1: 9 }, 180, 180);
+  const g = await densityGrid(model, { x0: -9, x1: 9, y0: -9, y1: 9 }, 180, 180);
   assert.ok(Math.abs(g.integral - 1) < 0.01, `integral ${g.integral}`);
   // The grid holds p at cell centres, bottom row first: check one cell against a direct evaluation.
   const i = 37;
   const j = 101;
   const cx = -9 + (i + 0.5) * 0.1;
   const cy = -9 + (j + 0.5) * 0.1;
-  const direct = logDensity(model, Float32Array.from([cx, cy]), 1)[0]!;
+  const direct = (await logDensity(model, Float32Array.from([cx, cy]), 1))[0]!;
   assert.ok(Math.abs(Math.log(g.grid.values[j * 180 + i]!) - direct) < 1e-4);
   // A squeezed domain misses mass.
-  assert.ok(densityGrid(model, { x0: -0.5, x1: 0.5, y0: -0.5, y1: 0.5 }, 20, 20).integral < 0.5);
+  assert.ok((await densityGrid(model, { x0: -0.5, x1: 0.5, y0: -0.5, y1: 0.5 }, 20, 20)).integral < 0.5);
   model.dispose();
 });
 
-test('squareDomain pads the data box and gives both axes the same span', () => {
+test('squareDomain pads the data box and gives both axes the same span', async () => {
   const d = squareDomain(Float32Array.from([0, 0, 4, 1]), 0.25);
   assert.ok(Math.abs(d.x1 - d.x0 - (d.y1 - d.y0)) < 1e-9);
   assert.ok(d.x0 < -0.99 && d.x1 > 4.99, JSON.stringify(d));
   assert.ok(Math.abs((d.y0 + d.y1) / 2 - 0.5) < 1e-9, 'centred on the data');
 });
 
-test('pointsCsv keeps the input columns and appends log_prob_nats', () => {
+test('pointsCsv keeps the input columns and appends log_prob_nats', async () => {
   assert.equal(pointsCsv(Float32Array.from([1, 2, 3, 4]), 2, 2, [-1.5, -2], ['a', 'b']), 'a,b,log_prob_nats\n1,2,-1.5\n3,4,-2\n');
   assert.equal(pointsCsv(Float32Array.from([0.5]), 1, 1, [0]).split('\n')[0], 'x1,log_prob_nats');
   // float32 inputs print as what was written, not as their float64 expansion.
@@ -97,7 +97,7 @@ test('two-moons: trains quickly, beats any Gaussian, integrates to 1; plots dens
   assert.equal(logp.length, 4);
   assert.ok(logp[0]! > logp[3]! + 20 && logp[1]! > logp[3]! + 20, `on the moons vs far away: ${logp}`);
   const { model } = loadModel(resolveRun(path.join(dir, 'runs', 'latest')).checkpoint);
-  const direct = logDensity(model, Float32Array.from([-1, 1.8, 1, -1.2, 0, 0.3, 12, 12]), 4);
+  const direct = await logDensity(model, Float32Array.from([-1, 1.8, 1, -1.2, 0, 0.3, 12, 12]), 4);
   model.dispose();
   logp.forEach((v, k) => assert.ok(Math.abs(v - direct[k]!) < 1e-3 * Math.max(1, Math.abs(v)), `row ${k}: ${v} vs ${direct[k]}`));
   // The same through the CLI route.

@@ -23,12 +23,12 @@ function norm(v: ArrayLike<number>): number {
   return Math.sqrt(Array.from(v).reduce((s, x) => s + x * x, 0));
 }
 
-test('interpolation times include both ends', () => {
+test('interpolation times include both ends', async () => {
   assert.deepEqual(interpolationTimes(5), [0, 0.25, 0.5, 0.75, 1]);
   assert.throws(() => interpolationTimes(1), /at least 2 steps/);
 });
 
-test('linear and spherical paths: exact ends, linear midpoint, slerp keeps the radius on a great circle', () => {
+test('linear and spherical paths: exact ends, linear midpoint, slerp keeps the radius on a great circle', async () => {
   const a = Float32Array.from([1, 0, 0]);
   const b = Float32Array.from([0, 3, 0]);
   for (const mode of ['linear', 'spherical'] as const) {
@@ -60,13 +60,15 @@ function smallGlow(): FlowModel {
   return model;
 }
 
-test('the ends of an interpolation through every level are the two inputs; the middle is neither', () => {
+test('the ends of an interpolation through every level are the two inputs; the middle is neither', async () => {
   const model = smallGlow();
   const rng = new Rng(4);
   const pair = rng.uniformArray(2 * 64, -0.5, 0.5);
   const before = tf.memory().numTensors;
   for (const mode of ['linear', 'spherical'] as const) {
-    const out = tf.tidy(() => interpolate(model, tf.tensor(pair, [2, 8, 8, 1]), 5, mode));
+    const input = tf.tensor(pair, [2, 8, 8, 1]);
+    const out = await interpolate(model, input, 5, mode);
+    input.dispose();
     assert.deepEqual(out.shape, [5, 8, 8, 1]);
     const v = out.dataSync();
     out.dispose();
@@ -79,7 +81,7 @@ test('the ends of an interpolation through every level are the two inputs; the m
   model.dispose();
 });
 
-test('reconstruct gives the inputs back', () => {
+test('reconstruct gives the inputs back', async () => {
   const model = smallGlow();
   const x = new Rng(1).uniformArray(6 * 64, -0.5, 0.5);
   const r = tf.tidy(() => reconstruct(model, tf.tensor(x, [6, 8, 8, 1])));
@@ -88,7 +90,7 @@ test('reconstruct gives the inputs back', () => {
   model.dispose();
 });
 
-test('originals sit right above their reconstructions, short bands padded', () => {
+test('originals sit right above their reconstructions, short bands padded', async () => {
   // 5 one-pixel images in bands of 3: [o0 o1 o2 / r0 r1 r2 / o3 o4 _ / r3 r4 _].
   const o = Uint8Array.from([10, 11, 12, 13, 14]);
   const r = Uint8Array.from([20, 21, 22, 23, 24]);

@@ -22,6 +22,7 @@ import { lossAndGrads, trainStep } from '../src/train/step.js';
 import { Optimizer } from '../src/train/optimizer.js';
 import { train } from '../src/train/trainer.js';
 import type { Progress, TrainLogger } from '../src/train/logger.js';
+import { TINY_CONFIG, flow, tempDir, writeYaml } from './helpers.js';
 
 let webgpu: SelectedBackend;
 
@@ -231,4 +232,36 @@ train:
   } finally {
     fs.rmSync(runsDir, { recursive: true, force: true });
   }
+});
+
+test('the CLI on webgpu: train, resume bitwise, eval equal to wasm within 1e-3 bpd, sample equal to wasm', () => {
+  const dir = tempDir();
+  const config = (name: string) =>
+    writeYaml(dir, `${name}.yaml`, TINY_CONFIG.replace('name: tiny', `name: ${name}`).replace('backend: wasm', 'backend: webgpu').replace('max_steps: 40', 'max_steps: 4').replace('checkpoint_every: 20', 'checkpoint_every: 2'));
+  const straight = flow(['train', config('straight'), '--json'], dir);
+  assert.equal(straight.code, 0, straight.stderr);
+  assert.match(straight.stderr, /backend: webgpu \((CPU, software|GPU, hardware) adapter/);
+  assert.equal(flow(['train', config('split'), '--max-steps', '2', '--quiet'], dir).code, 0);
+  const resumed = flow(['train', config('split'), '--quiet'], dir);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  const weights = (run: string) => fs.readFileSync(path.join(dir, 'runs', run, 'checkpoints', 'step-00000004', 'weights.bin'));
+  assert.ok(weights('straight').equals(weights('split')), 'a run resumed at step 2 ends with the uninterrupted run\'s weights, bit for bit');
+
+  const evalOn = (backend: string) => {
+    const r = flow(['eval', '--bpd', '--run', path.join(dir, 'runs', 'straight'), '--backend', backend, '--json'], dir);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout.trim().split("\n").pop()!) as { bpd: number; n: number };
+  };
+  const gpu = evalOn('webgpu');
+  const cpu = evalOn('wasm');
+  assert.equal(gpu.n, cpu.n);
+  assert.ok(Number.isFinite(gpu.bpd) && Math.abs(gpu.bpd - cpu.bpd) < 1e-3, `eval: webgpu ${gpu.bpd} vs wasm ${cpu.bpd} bpd`);
+
+  const sampleOn = (backend: string) => {
+    const out = path.join(dir, `s-${backend}.png`);
+    const r = flow(['sample', '--run', path.join(dir, 'runs', 'straight'), '--n', '8', '--backend', backend, '--no-labels', '--out', out], dir);
+    assert.equal(r.code, 0, r.stderr);
+    return fs.readFileSync(out);
+  };
+  assert.ok(sampleOn('webgpu').equals(sampleOn('wasm')), 'samples on webgpu are the same pixels as on wasm');
 });

@@ -197,29 +197,31 @@ function finishModel(a: Accumulator): CheckStats {
 const product = (shape: readonly number[]) => shape.reduce((p, d) => p * d, 1);
 
 /** Per-layer and whole-model statistics of one set of inputs. */
-function auditInput(model: FlowModel, layers: WalkLayer[], input: AuditInput, batchSize: number, verifyWalk: boolean): { layers: LayerStats[]; model: CheckStats } {
+async function auditInput(model: FlowModel, layers: WalkLayer[], input: AuditInput, batchSize: number, verifyWalk: boolean): Promise<{ layers: LayerStats[]; model: CheckStats }> {
   const shape = model.inputShape;
   const dims = product(shape);
   const perLayer = layers.map(emptyAccumulator);
   const whole = emptyAccumulator();
   for (let start = 0; start < input.n; start += batchSize) {
     const b = Math.min(batchSize, input.n - start);
+    const x = tf.tensor(input.x.subarray(start * dims, (start + b) * dims), [b, ...shape]);
+    if (verifyWalk && start === 0) await checkWalkMatchesEncode(model, layers, x);
     const rows = tf.tidy(() => {
-      const x = tf.tensor(input.x.subarray(start * dims, (start + b) * dims), [b, ...shape]);
       const layerInputs: Tensor[] = [];
       const walk = forwardWalk(layers, x, (i, h, y, logdet) => {
         layerInputs[i] = h;
         const inv = layers[i]!.bijector.inverse(y);
         return roundTripRow(h, inv.x, logdet, inv.logdet, [y, inv.x]);
       });
-      if (verifyWalk && start === 0) checkWalkMatchesEncode(model, x, walk.latents, walk.logdet);
       const back = inverseWalk(layers, walk, (i, xr) => chainedRow(layerInputs[i]!, xr));
       const chained = back.visited.slice().reverse(); // visited last layer first
       const modelRow = tf.concat([roundTripRow(x, back.x, walk.logdet, back.logdet, [...walk.latents, back.x]), tf.zeros([2])]);
       const layerRows = walk.visited.map((r, i) => tf.concat([r, chained[i]!]));
       return tf.stack([...layerRows, modelRow]);
     });
-    const values = rows.dataSync();
+    x.dispose();
+    // Async: GPU backends have no synchronous read.
+    const values = await rows.data();
     rows.dispose();
     layers.forEach((layer, i) => accumulate(perLayer[i]!, values.subarray(i * FIELDS, (i + 1) * FIELDS), b * product(layer.inputShape)));
     accumulate(whole, values.subarray(layers.length * FIELDS), b * dims);
@@ -231,15 +233,16 @@ function auditInput(model: FlowModel, layers: WalkLayer[], input: AuditInput, ba
  * The walk must be the model: same latents and logdet as FlowModel.encode (it is the same sequence of
  * ops, so any difference means the walk misread the model's structure, not a numerical problem).
  */
-function checkWalkMatchesEncode(model: FlowModel, x: Tensor, latents: Tensor[], logdet: Tensor): void {
+async function checkWalkMatchesEncode(model: FlowModel, layers: WalkLayer[], x: Tensor): Promise<void> {
   const labels = model.numClasses ? tf.zeros([x.shape[0]!], 'int32') : undefined;
   const enc = model.encode(x, labels);
   const d = tf.tidy(() => {
+    const { latents, logdet } = forwardWalk(layers, x);
     const dz = tf.max(finiteOrZero(tf.abs(tf.sub(flatLatents(enc.zs), flatLatents(latents)))));
     const dl = tf.max(finiteOrZero(tf.abs(tf.sub(enc.logdet, logdet))));
     return tf.stack([dz, dl, tf.max(finiteOrZero(tf.abs(flatLatents(latents)))), tf.max(finiteOrZero(tf.abs(logdet)))]);
   });
-  const [dz, dl, zScale, ldScale] = Array.from(d.dataSync()) as [number, number, number, number];
+  const [dz, dl, zScale, ldScale] = Array.from(await d.data()) as [number, number, number, number];
   tf.dispose([...enc.zs, enc.logdet, enc.logpz, d]);
   labels?.dispose();
   // Same ops, so only the order of float32 sums may differ: a few ulps of the largest value.
@@ -249,7 +252,7 @@ function checkWalkMatchesEncode(model: FlowModel, x: Tensor, latents: Tensor[], 
 }
 
 /** Summed logdet vs brute-force log|det J| on the first examples of the data. */
-function jacobianChecks(model: FlowModel, layers: WalkLayer[], data: AuditInput, count: number, chunk: number): JacobianCheck[] {
+async function jacobianChecks(model: FlowModel, layers: WalkLayer[], data: AuditInput, count: number, chunk: number): Promise<JacobianCheck[]> {
   const shape = model.inputShape;
   const dims = product(shape);
   const f = (batch: Tensor) => flatLatents(forwardWalk(layers, batch).latents);
@@ -257,9 +260,9 @@ function jacobianChecks(model: FlowModel, layers: WalkLayer[], data: AuditInput,
   for (let i = 0; i < Math.min(count, data.n); i++) {
     const x = tf.tensor(data.x.subarray(i * dims, (i + 1) * dims), [1, ...shape]);
     const ld = tf.tidy(() => forwardWalk(layers, x).logdet);
-    const logdet = ld.dataSync()[0]!;
+    const logdet = (await ld.data())[0]!;
     ld.dispose();
-    const bruteForce = jacobianLogAbsDet(f, x, chunk);
+    const bruteForce = await jacobianLogAbsDet(f, x, chunk);
     x.dispose();
     const error = Math.abs(logdet - bruteForce);
     out.push({ example: i, logdet, bruteForce, error, relError: Number.isFinite(error) ? error / Math.max(1, Math.abs(bruteForce)) : Infinity });
@@ -280,7 +283,7 @@ function blameChained(layers: LayerAudit[], input: AuditInputKind, tol: number):
 }
 
 /** Runs every check of every input through the model. Nothing is thrown for a failed check: see `ok`. */
-export function auditModel(model: FlowModel, inputs: AuditInput[], opts: AuditOptions = {}): ModelAudit {
+export async function auditModel(model: FlowModel, inputs: AuditInput[], opts: AuditOptions = {}): Promise<ModelAudit> {
   const tolerances = { ...DEFAULT_TOLERANCES, ...opts.tolerances };
   const strictOod = opts.strictOod ?? false;
   const batchSize = opts.batchSize ?? 64;
@@ -288,13 +291,13 @@ export function auditModel(model: FlowModel, inputs: AuditInput[], opts: AuditOp
   const dims = product(model.inputShape);
   const layerAudits: LayerAudit[] = layers.map((l) => ({ name: l.name, inputShape: l.inputShape, byInput: {} }));
   const modelStats: ModelAudit['model'] = {};
-  inputs.forEach((input, k) => {
+  for (const [k, input] of inputs.entries()) {
     if (input.x.length !== input.n * dims) throw new Error(`audit input '${input.kind}' has ${input.x.length} values, expected ${input.n} x ${dims}`);
     opts.onProgress?.(`checking ${input.n} x ${input.description}`);
-    const r = auditInput(model, layers, input, batchSize, k === 0);
+    const r = await auditInput(model, layers, input, batchSize, k === 0);
     r.layers.forEach((s, i) => (layerAudits[i]!.byInput[input.kind] = s));
     modelStats[input.kind] = r.model;
-  });
+  }
 
   const jacobianExamples = opts.jacobianExamples ?? 2;
   const maxJacobianDims = opts.maxJacobianDims ?? 1024;
@@ -305,7 +308,7 @@ export function auditModel(model: FlowModel, inputs: AuditInput[], opts: AuditOp
   else if (!data || data.n === 0) jacobian = { checks: [], skipped: 'no data inputs' };
   else {
     opts.onProgress?.(`brute-force Jacobian (${dims}x${dims}) of ${Math.min(jacobianExamples, data.n)} example(s)`);
-    jacobian = { checks: jacobianChecks(model, layers, data, jacobianExamples, opts.jacobianChunk ?? 64) };
+    jacobian = { checks: await jacobianChecks(model, layers, data, jacobianExamples, opts.jacobianChunk ?? 64) };
   }
 
   const failures: AuditFinding[] = [];

@@ -9,7 +9,7 @@ import { logAbsDet } from '../flows/linalg.js';
  * independently. Rows come `chunk` at a time: chunk copies of x go through f once and copy k's gradient
  * is row (start + k), picked by a 0/1 weight on the outputs.
  */
-export function chunkedJacobian(f: (x: Tensor) => Tensor, x: Tensor, chunk = 64): { values: Float64Array; rows: number; cols: number } {
+export async function chunkedJacobian(f: (x: Tensor) => Tensor, x: Tensor, chunk = 64): Promise<{ values: Float64Array; rows: number; cols: number }> {
   if (x.shape[0] !== 1) throw new Error(`jacobian needs a single example [1, ...], got [${x.shape}]`);
   if (!Number.isInteger(chunk) || chunk < 1) throw new Error(`jacobian chunk must be a positive integer, got ${chunk}`);
   const cols = x.size;
@@ -25,15 +25,15 @@ export function chunkedJacobian(f: (x: Tensor) => Tensor, x: Tensor, chunk = 64)
       const g = tf.grad((batch: Tensor) => tf.sum(tf.mul(f(batch), weights)));
       return tf.reshape(g(xs), [k, cols]);
     });
-    values.set(block.dataSync(), start * cols);
+    values.set(await block.data(), start * cols);
     block.dispose();
   }
   return { values, rows, cols };
 }
 
 /** log|det J| of f at x (float64 LU of the float32 Jacobian); -Infinity when singular. */
-export function jacobianLogAbsDet(f: (x: Tensor) => Tensor, x: Tensor, chunk = 64): number {
-  const j = chunkedJacobian(f, x, chunk);
+export async function jacobianLogAbsDet(f: (x: Tensor) => Tensor, x: Tensor, chunk = 64): Promise<number> {
+  const j = await chunkedJacobian(f, x, chunk);
   if (j.rows !== j.cols) throw new Error(`the Jacobian is ${j.rows}x${j.cols}: f does not preserve dimension`);
   return logAbsDet(j.values, j.rows);
 }

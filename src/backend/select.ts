@@ -84,6 +84,10 @@ async function startWebGpu(allowSoftware: boolean): Promise<SelectedBackend> {
     throw new UserError(`--backend webgpu: ${why}; needs ${WEBGPU_INSTALL_HINT}`);
   }
   exposeAdapter(found);
+  // Every kernel on the device: tfjs would run ops on small host-resident inputs (a checkpoint's freshly
+  // loaded weights) on the CPU, whose float rounding differs from the GPU's, so a resumed run would
+  // drift from an uninterrupted one.
+  tf.env().set('WEBGPU_CPU_FORWARD', false);
   let ok = false;
   try {
     ok = await tf.setBackend('webgpu');

@@ -78,7 +78,7 @@ export async function checkCommand(flags: CheckFlags): Promise<number> {
     const inputs: AuditInput[] = [{ kind: 'data', description: `${flags.split} examples of ${data.name}`, x, n, ood: false }];
     if (flags.ood) inputs.push(...oodInputs(data.kind, dims, n, seed, x));
     const progress = flags.quiet || flags.json ? undefined : (m: string) => process.stderr.write(`${m}\n`);
-    const audit = auditModel(model, inputs, {
+    const audit = await auditModel(model, inputs, {
       batchSize: flags.batchSize,
       strictOod: flags.strictOod,
       jacobianExamples: flags.jacobian,

@@ -67,11 +67,11 @@ export async function interpolateCommand(flags: InterpolateFlags): Promise<numbe
     const rows: Uint8Array[] = [];
     let endpointError = 0;
     for (const mode of modes) {
-      const decoded = tf.tidy(() => {
-        const labels = images.labels && model.numClasses ? tf.tensor1d(images.labels, 'int32') : undefined;
-        return interpolate(model, tf.tensor(images.x, [2, h, w, c]), flags.steps, mode, labels);
-      });
-      const values = decoded.dataSync() as Float32Array;
+      const labels = images.labels && model.numClasses ? tf.tensor1d(images.labels, 'int32') : undefined;
+      const pair = tf.tensor(images.x, [2, h, w, c]);
+      const decoded = await interpolate(model, pair, flags.steps, mode, labels);
+      tf.dispose([pair, ...(labels ? [labels] : [])]);
+      const values = (await decoded.data()) as Float32Array;
       decoded.dispose();
       // The ends are the two images' own latents: they must decode back to the images.
       endpointError = Math.max(

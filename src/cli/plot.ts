@@ -86,8 +86,8 @@ export async function densityCommand(flags: DensityFlags): Promise<number> {
     if (data.shape.join('x') !== '2') throw new UserError(`${runDir}: the data now has shape [${data.shape}] but the model was trained on [2]`);
     const points = data.train.x as Float32Array;
     const domain = domainFlag ?? squareDomain(points);
-    const density = densityGrid(model, domain, flags.grid, flags.grid);
-    const samples = sampleVectors(model, flags.samples, flags.temperature, flags.seed);
+    const density = await densityGrid(model, domain, flags.grid, flags.grid);
+    const samples = await sampleVectors(model, flags.samples, flags.temperature, flags.seed);
     const title = `${data.name}: ${config.model.family} (step ${step})`;
     const svg = densityFigure(points, density, samples, domain, { title, log: flags.log });
     const out = flags.out ?? path.join(runDir, `density-step${step}.png`);

@@ -59,7 +59,7 @@ export async function pointsCommand(flags: PointsFlags): Promise<number> {
     if (meta.numClasses) throw new UserError(`--points ${flags.points}: ${runDir} is class-conditional; --points scores unconditional vector models`);
     const dims = meta.dataShape[0]!;
     if (csv.dims !== dims) throw new UserError(`--points ${flags.points}: rows have ${csv.dims} columns, expected ${dims} (the model's dimensions)`);
-    const logp = logDensity(model, csv.x, csv.n, flags.batchSize ?? 4096);
+    const logp = await logDensity(model, csv.x, csv.n, flags.batchSize ?? 4096);
     fs.mkdirSync(path.dirname(path.resolve(flags.out)), { recursive: true });
     atomicWriteFile(flags.out, pointsCsv(csv.x, csv.n, dims, logp, csv.header));
     const { mean } = meanAndStderr(logp);

@@ -58,7 +58,7 @@ export async function reconstructCommand(flags: ReconstructFlags): Promise<numbe
       const labels = images.labels && model.numClasses ? tf.tensor1d(images.labels, 'int32') : undefined;
       return reconstruct(model, tf.tensor(images.x, [n, h, w, c]), labels);
     });
-    const values = xr.dataSync() as Float32Array;
+    const values = (await xr.data()) as Float32Array;
     xr.dispose();
     const recon = toPixels(values, config.data.n_bits);
     const error = compareArrays(images.x, values);

@@ -7,14 +7,14 @@ import { Rng } from '../rng.js';
 import { heatmap, scatter, panels, dataDomain, type Domain, type Grid } from '../plot/index.js';
 
 /** log p(x) in nats for n points of model.inputShape ([D]) stored back to back. */
-export function logDensity(model: FlowModel, x: Float32Array, n: number, batchSize = 4096): Float64Array {
+export async function logDensity(model: FlowModel, x: Float32Array, n: number, batchSize = 4096): Promise<Float64Array> {
   const dims = model.inputShape.reduce((a, b) => a * b, 1);
   if (x.length !== n * dims) throw new Error(`logDensity: ${x.length} values for ${n} points of ${dims} dims`);
   const out = new Float64Array(n);
   for (let start = 0; start < n; start += batchSize) {
     const b = Math.min(batchSize, n - start);
     const logp = tf.tidy(() => model.logProb(tf.tensor(x.subarray(start * dims, (start + b) * dims), [b, ...model.inputShape])));
-    out.set(logp.dataSync(), start);
+    out.set(await logp.data(), start);
     logp.dispose();
   }
   return out;
@@ -30,7 +30,7 @@ export interface DensityGrid {
 }
 
 /** p at the centres of an nx x ny grid over the domain (2-D models only). */
-export function densityGrid(model: FlowModel, domain: Domain, nx: number, ny: number): DensityGrid {
+export async function densityGrid(model: FlowModel, domain: Domain, nx: number, ny: number): Promise<DensityGrid> {
   if (model.inputShape.length !== 1 || model.inputShape[0] !== 2) throw new Error(`densityGrid needs a 2-D model, got input shape [${model.inputShape}]`);
   const { x0, x1, y0, y1 } = domain;
   const dx = (x1 - x0) / nx;
@@ -42,7 +42,7 @@ export function densityGrid(model: FlowModel, domain: Domain, nx: number, ny: nu
       points[2 * (j * nx + i) + 1] = y0 + (j + 0.5) * dy;
     }
   }
-  const logp64 = logDensity(model, points, nx * ny);
+  const logp64 = await logDensity(model, points, nx * ny);
   const logp = Float32Array.from(logp64);
   const values = new Float32Array(nx * ny);
   let sum = 0;
@@ -67,9 +67,9 @@ export function squareDomain(points: Float32Array, pad = 0.15): Domain {
 }
 
 /** n samples of a vector model at the temperature, as one flat array (interleaved x, y for 2-D). */
-export function sampleVectors(model: FlowModel, n: number, temperature: number, seed: number): Float32Array {
+export async function sampleVectors(model: FlowModel, n: number, temperature: number, seed: number): Promise<Float32Array> {
   const s = model.sample(n, temperature, new Rng(seed).fork(0x5a3));
-  const values = s.dataSync() as Float32Array;
+  const values = (await s.data()) as Float32Array;
   s.dispose();
   return values;
 }

@@ -51,12 +51,12 @@ export function interpolateVectors(a: Float32Array, b: Float32Array, t: number, 
  * Decoded inputs along the path from x[0] to x[1] ([2, ...inputShape] model-space inputs): [steps, ...inputShape].
  * Every level's latent is interpolated on its own (each is a separate Gaussian of its own size).
  */
-export function interpolate(model: FlowModel, pair: Tensor, steps: number, mode: InterpolationMode, labels?: Tensor): Tensor {
+export async function interpolate(model: FlowModel, pair: Tensor, steps: number, mode: InterpolationMode, labels?: Tensor): Promise<Tensor> {
   if (pair.shape[0] !== 2) throw new Error(`interpolate needs a pair of inputs [2, ...], got [${pair.shape}]`);
   const times = interpolationTimes(steps);
   const enc = model.encode(pair, labels);
   const shapes = model.latentShapes();
-  const levels = enc.zs.map((z) => z.dataSync() as Float32Array);
+  const levels = (await Promise.all(enc.zs.map((z) => z.data()))) as Float32Array[];
   tf.dispose([...enc.zs, enc.logdet, enc.logpz]);
   const zs = levels.map((flat, l) => {
     const size = flat.length / 2;
