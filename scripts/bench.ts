@@ -22,7 +22,7 @@ import type { Config } from '../src/config/schema.js';
 import { loadDataset, type Dataset } from '../src/data/index.js';
 import { BatchIterator } from '../src/data/preprocess.js';
 import { buildModel, countParameters, type FlowModel } from '../src/flows/model.js';
-import { initializeModel, lossAndGrads, makeBatch, trainStep, type GradFn, type ObjectiveOptions } from '../src/train/step.js';
+import { initializeModel, lossAndGrads, makeBatch, StepRunner, type GradFn, type ObjectiveOptions } from '../src/train/step.js';
 import { Optimizer, learningRate, runProgress } from '../src/train/optimizer.js';
 import { ParallelGradients } from '../src/train/parallel.js';
 import { WeightAverage } from '../src/train/average.js';
@@ -31,6 +31,7 @@ import { assignModel, recordsByName } from '../src/io/model-io.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { imageBatch, perExampleLogProb, bitsPerDim, meanAndStderr } from '../src/eval/bpd.js';
 import { selectBackend, type BackendChoice } from '../src/backend/select.js';
+import { hardwareAdapterPossible } from '../src/backend/webgpu.js';
 import { KernelProfiler } from '../src/backend/profile.js';
 import type { ModelMeta } from '../src/io/model-io.js';
 import { Rng } from '../src/rng.js';
@@ -126,7 +127,9 @@ function tensorStats(): { count: number; bytes: number } {
 
 /** One backend, in this (child) process: train for the budget, then eval and sampling. */
 async function runBackend(backend: string, opts: Options): Promise<BackendResult> {
-  await selectBackend(backend as BackendChoice);
+  const selected = await selectBackend(backend as BackendChoice);
+  // A software WebGPU adapter (llvmpipe) is the CPU emulating a GPU: its numbers are labelled as such.
+  const label = selected.adapter?.software ? `${backend} (software adapter)` : backend;
   const s = await setUp(opts);
   const { cfg, data, model, optimizer, o } = s;
   const workers = opts.workers ?? (backend === 'wasm' ? 2 : 1);
@@ -140,22 +143,25 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
   let steps = 0;
   let images = 0;
   let lastLoss: number | null = null;
+  // The trainer's own step runner: on a GPU the whole step stays on the device and outcomes are read in windows.
+  const runner = new StepRunner(model, optimizer, average, grad);
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
   const deadline = t0 + opts.seconds * 1000;
   while (performance.now() < deadline) {
     const { indices } = iterator.next();
     const batch = makeBatch(data, indices, cfg, noiseRng);
-    const t = optimizer.t;
     // As flow train with max_minutes = the budget: the schedule's progress is the elapsed share of it.
     const progress = runProgress(steps, 0, performance.now() - t0, opts.seconds / 60);
     const lr = learningRate(cfg.train.lr, cfg.train.warmup_steps, steps + 1, cfg.train.lr_schedule, progress);
-    lastLoss = (await trainStep(model, optimizer, batch, { ...o, lr, maxGradNorm: cfg.train.max_grad_norm }, grad)).loss;
-    if (average && optimizer.t > t) average.update(optimizer.t);
+    const settled = await runner.run(steps + 1, batch, { ...o, lr, maxGradNorm: cfg.train.max_grad_norm }, runner.backlog >= 49);
+    if (settled.length) lastLoss = settled[settled.length - 1]!.loss;
     batch.x.dispose();
     steps++;
     images += indices.length;
   }
+  const rest = await runner.settle();
+  if (rest.length) lastLoss = rest[rest.length - 1]!.loss;
   const trainSeconds = (performance.now() - t0) / 1000;
   const timing = parallel ? { ...parallel.timing } : null;
   const cpu = process.cpuUsage(cpu0);
@@ -210,7 +216,7 @@ async function runBackend(backend: string, opts: Options): Promise<BackendResult
   average?.dispose();
   await parallel?.dispose();
   const result: BackendResult = {
-    backend,
+    backend: label,
     workers,
     parameters: countParameters(model),
     train: { lr: cfg.train.lr, lrSchedule: cfg.train.lr_schedule, seconds: trainSeconds, steps, images, imgPerSec: images / trainSeconds, lastLoss, cores },
@@ -328,9 +334,13 @@ async function profile(backend: string, steps: number, opts: Options): Promise<v
 // ---------------------------------------------------------------------------------------------
 // The parent: one child per backend, the reference, the report.
 
-/** wasm and cpu, plus tensorflow when tfjs-node-gpu is installed. */
+/**
+ * wasm and cpu, plus tensorflow when tfjs-node-gpu is installed and webgpu where a hardware adapter can
+ * exist (a Vulkan loader on Linux). The software WebGPU adapter runs only when named: --backends webgpu.
+ */
 function availableBackends(): string[] {
   const out = ['wasm', 'cpu'];
+  if (hardwareAdapterPossible()) out.unshift('webgpu');
   try {
     createRequire(import.meta.url).resolve('@tensorflow/tfjs-node-gpu');
     out.unshift('tensorflow');

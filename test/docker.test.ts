@@ -116,6 +116,18 @@ test('ENTRYPOINT is ["flow"], linked onto PATH from bin/flow, which exists and i
   }
 });
 
+test('the GPU image runs Dawn on Vulkan too: the loader, the graphics capability, the linux-x64 dawn.node', () => {
+  const ins = parseDockerfile(read('Dockerfile.gpu'));
+  const runs = ins.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
+  assert.match(runs, /apt-get install[^\n]*\blibvulkan1\b/, 'no Vulkan loader (libvulkan1)');
+  const env = ins.filter((i) => i.op === 'ENV').map((i) => i.args).join(' ');
+  const caps = /NVIDIA_DRIVER_CAPABILITIES=(\S+)/.exec(env)?.[1]?.split(',') ?? [];
+  for (const cap of ['compute', 'utility', 'graphics']) assert.ok(caps.includes(cap), `NVIDIA_DRIVER_CAPABILITIES lacks ${cap}: ${caps.join(',')}`);
+  assert.match(runs, /ls node_modules\/webgpu\/dist\/linux-x64\/dawn\.node/, 'the build does not check that dawn.node for linux-x64 is there');
+  assert.ok(pkg.dependencies.webgpu, 'webgpu is a dependency, so npm ci installs it');
+  assert.equal(pkg.dependencies['@tensorflow/tfjs-backend-webgpu'], pkg.dependencies['@tensorflow/tfjs-core']);
+});
+
 test('the GPU image health check runs `flow doctor --require-gpu`', () => {
   const hc = parseDockerfile(read('Dockerfile.gpu')).filter((i) => i.op === 'HEALTHCHECK');
   assert.equal(hc.length, 1);
