@@ -5,7 +5,6 @@
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { tf, type Tensor } from '../src/tf.js';
-import '../src/backend/gradients.js';
 import { Rng } from '../src/rng.js';
 import {
   conv2dInputGrad,
@@ -15,7 +14,7 @@ import {
   conv2d,
   matMul,
   setFastGradients,
-} from '../src/backend/ops.js';
+} from '../src/kernels/cpu-paths.js';
 
 const args = process.argv.slice(2);
 function flag(name: string, fallback: string): string {

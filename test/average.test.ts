@@ -6,8 +6,9 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { tf } from '../src/tf.js';
 import { Rng } from '../src/rng.js';
-import { WeightAverage, averageRecordName } from '../src/train/average.js';
-import { lerp } from '../src/backend/ops.js';
+import { WeightAverage } from '../src/train/average.js';
+import { averageRecordName } from '../src/io/model-io.js';
+import { lerp } from '../src/kernels/cpu-paths.js';
 
 after(async () => {
   await tf.setBackend('cpu');

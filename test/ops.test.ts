@@ -14,7 +14,7 @@ import {
   setFilterGradMethod,
   fastGradientsActive,
   type FilterGradMethod,
-} from '../src/backend/ops.js';
+} from '../src/kernels/cpu-paths.js';
 
 const ALL_FILTER_METHODS: Array<FilterGradMethod | null> = [null, 'conv', 'im2col', 'im2col-dy'];
 

@@ -14,7 +14,7 @@ import {
   writePart,
   type EvalPart,
   type SamplePart,
-} from '../src/shard.js';
+} from '../src/eval/shard.js';
 import { mergeCommand, sampleGridLabels } from '../src/cli/merge.js';
 import { meanAndStderr } from '../src/eval/bpd.js';
 import { tile, encodePng, encodeLabelledGrid, GUTTER } from '../src/io/png.js';

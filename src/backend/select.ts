@@ -3,8 +3,7 @@
 import { createRequire } from 'node:module';
 import { tf } from '../tf.js';
 import { UserError } from '../errors.js';
-import './gradients.js';
-import { installWasmKernels } from './wasm-kernels.js';
+import { installWasmKernels } from '../kernels/wasm-kernels.js';
 import { exposeAdapter, exposedAdapter, findAdapter, hardwareAdapterPossible, webgpuLoadError, WEBGPU_INSTALL_HINT, type WebGpuAdapterReport } from './webgpu.js';
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;

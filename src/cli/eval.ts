@@ -8,7 +8,7 @@ import { atomicWriteFile } from '../io/atomic.js';
 import { withBackend } from './sample.js';
 import { printJson, parseShard, inferenceThreads, parseWeights } from './common.js';
 import { pointsCommand } from './points.js';
-import { shardIndices, writePart, EVAL_PART_KIND } from '../shard.js';
+import { shardIndices, writePart, EVAL_PART_KIND } from '../eval/shard.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface EvalFlags {

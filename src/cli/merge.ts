@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp, { type OutputInfo } from 'sharp';
-import { readPart, mergeEvalParts, mergeSampleParts, EVAL_PART_KIND, type EvalPart, type SamplePart, type MergedEval, type MergedSamples } from '../shard.js';
+import { readPart, mergeEvalParts, mergeSampleParts, EVAL_PART_KIND, type EvalPart, type SamplePart, type MergedEval, type MergedSamples } from '../eval/shard.js';
 import { meanAndStderr } from '../eval/bpd.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { tile, encodeImageFor, labelledGrid, type ImageBatch, type GridLabels } from '../io/png.js';

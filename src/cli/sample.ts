@@ -9,7 +9,7 @@ import { tile, encodePng, encodeImageFor, imageFormatOf, labelledGrid, type Imag
 import { atomicWriteFile } from '../io/atomic.js';
 import { Rng } from '../rng.js';
 import { startBackend, parseNumberList, parseShard, printJson, inferenceThreads, parseWeights } from './common.js';
-import { shardIndices, writePart, SAMPLE_PART_KIND, type SamplePart } from '../shard.js';
+import { shardIndices, writePart, SAMPLE_PART_KIND, type SamplePart } from '../eval/shard.js';
 import { sampleFileName, sampleGridLabels } from './merge.js';
 import { UserError, EXIT } from '../errors.js';
 

@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
+import type { tf } from '../tf.js';
 import { UserError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { ModelSchema, type Config } from '../config/schema.js';
@@ -512,4 +513,9 @@ export function assertCompatible(manifestConfig: unknown, currentConfig: Config,
       );
     }
   }
+}
+
+/** A tensor's values as a checkpoint record (read asynchronously: GPU backends can read no other way). */
+export async function record(name: string, t: tf.Tensor): Promise<TensorRecord> {
+  return { name, shape: t.shape.slice(), dtype: 'float32', data: (await t.data()) as Float32Array };
 }

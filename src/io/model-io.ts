@@ -4,9 +4,7 @@ import { tf } from '../tf.js';
 import type { FlowModel } from '../flows/model.js';
 import { buildModel } from '../flows/model.js';
 import type { Config } from '../config/schema.js';
-import { loadCheckpoint, type CheckpointContent, type TensorRecord } from './checkpoint.js';
-import { record } from '../train/optimizer.js';
-import { averageRecordName } from '../train/average.js';
+import { loadCheckpoint, record, type CheckpointContent, type TensorRecord } from './checkpoint.js';
 import { UserError } from '../errors.js';
 
 /** What a checkpoint must know about the data to rebuild the model without loading the data. */
@@ -17,6 +15,9 @@ export interface ModelMeta {
   classNames?: string[];
   nBits: number;
 }
+
+/** Checkpoint record name of the (Polyak) average of parameter `name`. */
+export const averageRecordName = (name: string): string => `average.${name}`;
 
 export function modelRecords(model: FlowModel): Promise<TensorRecord[]> {
   return Promise.all(model.variables().map(([name, v]) => record(`model.${name}`, v)));

@@ -2,7 +2,7 @@
 // own SIMD kernels (src/backend/ops.ts, wasm-kernels.ts). Whatever has no fast path here is stock.
 import { tf, type Tensor } from '../tf.js';
 import type { Ops } from './ops.js';
-import { adamStep, affineCouplingFused, convLayer, denseLayer, fusedCouplingAvailable, lerp, matMul } from '../backend/ops.js';
+import { adamStep, affineCouplingFused, convLayer, denseLayer, fusedCouplingAvailable, lerp, matMul } from '../kernels/cpu-paths.js';
 
 // tf.customGrad's typings take a variadic (...args: Tensor[]) function, hence the casts.
 type CustomGradFn = Parameters<typeof tf.customGrad>[0];

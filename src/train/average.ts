@@ -4,11 +4,9 @@
 // usually lower) test bpd. The averages are checkpointed (`average.<param>`) so resumes stay exact.
 import { tf } from '../tf.js';
 import { ops } from '../kernels/index.js';
-import { record } from './optimizer.js';
-import type { TensorRecord } from '../io/checkpoint.js';
+import { record, type TensorRecord } from '../io/checkpoint.js';
+import { averageRecordName } from '../io/model-io.js';
 
-/** Checkpoint record name of the average of parameter `name`. */
-export const averageRecordName = (name: string): string => `average.${name}`;
 
 export class WeightAverage {
   private readonly shadow: tf.Variable[];

@@ -1,7 +1,7 @@
 // Adam and Adamax written out (not tf.train.*) so every moment is a named tensor the
 // checkpoint stores and restores exactly, and the step count is ours to resume.
 import { tf } from '../tf.js';
-import type { TensorRecord } from '../io/checkpoint.js';
+import { record, type TensorRecord } from '../io/checkpoint.js';
 import { ops } from '../kernels/index.js';
 
 export type OptimizerKind = 'adam' | 'adamax';
@@ -70,10 +70,6 @@ export class Optimizer {
   }
 }
 
-/** A tensor's values as a checkpoint record (read asynchronously: GPU backends can read no other way). */
-export async function record(name: string, t: tf.Tensor): Promise<TensorRecord> {
-  return { name, shape: t.shape.slice(), dtype: 'float32', data: (await t.data()) as Float32Array };
-}
 
 export type LrSchedule = 'constant' | 'linear' | 'cosine';
 

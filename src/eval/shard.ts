@@ -5,9 +5,9 @@
 // the very same mean/stderr code as `flow eval` (same summation order -> bitwise-equal numbers).
 import fs from 'node:fs';
 import { z } from 'zod';
-import { UserError } from './errors.js';
-import { atomicWriteFile } from './io/atomic.js';
-import { meanAndStderr } from './eval/bpd.js';
+import { UserError } from '../errors.js';
+import { atomicWriteFile } from '../io/atomic.js';
+import { meanAndStderr } from './bpd.js';
 
 export interface ShardSpec {
   index: number;

@@ -16,10 +16,9 @@
 // (convLayer, denseLayer) fuse bias and ReLU with hand-written gradients around them.
 // `scripts/bench --profile N` prints where a training step's time goes.
 import { tf, type Tensor } from '../tf.js';
-import './gradients.js';
 import { installWasmKernels, wasmKernelsActive, MATMUL_TN, GEMM, PATCHES, SUM_TAPS, RELU_GRAD, ADAM, AFFINE_COUPLING, LERP } from './wasm-kernels.js';
-import { forceStockOps, type Activation, type AdamOptions } from '../kernels/ops.js';
-import { adamStepByOps, lerpByOps } from '../kernels/stock.js';
+import { forceStockOps, type Activation, type AdamOptions } from './ops.js';
+import { adamStepByOps, lerpByOps } from './stock.js';
 
 export type FastGradMode = 'auto' | 'on' | 'off';
 let fastGradMode: FastGradMode = 'auto';

@@ -1,0 +1,96 @@
+// The shape of the code base: no import cycles between modules or between src/ folders, and the flows are
+// pure math that reach the backend only through the Ops seam (src/kernels/index.ts).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ROOT } from './helpers.js';
+
+const SRC = path.join(ROOT, 'src');
+
+/** Every src/ module and the src/ modules it imports (relative imports only). */
+function importGraph(): Map<string, string[]> {
+  const files: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.ts')) files.push(p);
+    }
+  };
+  walk(SRC);
+  const graph = new Map<string, string[]>();
+  const spec = /(?:import|export)\s[^'"]*?from\s+'(\.[^']+)'|import\s+'(\.[^']+)'/g;
+  for (const file of files) {
+    const text = fs.readFileSync(file, 'utf8');
+    const deps = [...text.matchAll(spec)].map((m) => path.resolve(path.dirname(file), (m[1] ?? m[2])!).replace(/\.js$/, '.ts'));
+    graph.set(path.relative(SRC, file), deps.filter((d) => files.includes(d)).map((d) => path.relative(SRC, d)));
+  }
+  return graph;
+}
+
+/** One cycle of the directed graph, or null. */
+function findCycle(graph: Map<string, string[]>): string[] | null {
+  const state = new Map<string, 'open' | 'done'>();
+  const stack: string[] = [];
+  const visit = (u: string): string[] | null => {
+    state.set(u, 'open');
+    stack.push(u);
+    for (const v of graph.get(u) ?? []) {
+      if (state.get(v) === 'open') return [...stack.slice(stack.indexOf(v)), v];
+      if (!state.has(v)) {
+        const c = visit(v);
+        if (c) return c;
+      }
+    }
+    stack.pop();
+    state.set(u, 'done');
+    return null;
+  };
+  for (const u of graph.keys()) {
+    if (!state.has(u)) {
+      const c = visit(u);
+      if (c) return c;
+    }
+  }
+  return null;
+}
+
+const folderOf = (module: string) => (module.includes(path.sep) ? module.split(path.sep)[0]! : '.');
+
+test('no import cycles between modules', () => {
+  const cycle = findCycle(importGraph());
+  assert.equal(cycle, null, `import cycle: ${cycle?.join(' -> ')}`);
+});
+
+test('no import cycles between src/ folders (the top-level modules count as one folder)', () => {
+  const folders = new Map<string, string[]>();
+  for (const [module, deps] of importGraph()) {
+    const from = folderOf(module);
+    const to = deps.map(folderOf).filter((f) => f !== from);
+    folders.set(from, [...new Set([...(folders.get(from) ?? []), ...to])]);
+  }
+  const cycle = findCycle(folders);
+  assert.equal(cycle, null, `folder cycle: ${cycle?.join(' -> ')}`);
+});
+
+test('flows/ reaches the backend only through the Ops seam (kernels/index.ts)', () => {
+  for (const [module, deps] of importGraph()) {
+    if (folderOf(module) !== 'flows') continue;
+    for (const dep of deps) {
+      const folder = folderOf(dep);
+      assert.ok(folder !== 'backend', `${module} imports ${dep}`);
+      assert.ok(folder !== 'kernels' || dep === path.join('kernels', 'index.ts'), `${module} imports ${dep}, not the seam kernels/index.ts`);
+    }
+  }
+});
+
+test('the cycle finder finds a cycle (so the checks above can fail)', () => {
+  const g = new Map([
+    ['a', ['b']],
+    ['b', ['c']],
+    ['c', ['a']],
+  ]);
+  assert.deepEqual(findCycle(g), ['a', 'b', 'c', 'a']);
+  assert.equal(findCycle(new Map([['a', ['b']], ['b', []]])), null);
+});
