@@ -18,6 +18,7 @@ function readSafetensors(file: string): Parsed {
   const buf = fs.readFileSync(file);
   const n = Number(buf.readBigUInt64LE(0));
   assert.ok(8 + n <= buf.length, 'header fits in the file');
+  // biome-ignore lint/suspicious/noExplicitAny: the header's entries are checked field by field below
   const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, any>;
   const { __metadata__: metadata = {}, ...entries } = header;
   for (const v of Object.values(metadata)) assert.equal(typeof v, 'string', 'metadata values are strings');

@@ -49,7 +49,7 @@ export interface ForwardWalk {
 export function forwardWalk(
   layers: WalkLayer[],
   x: Tensor,
-  visit?: (index: number, input: Tensor, y: Tensor, logdet: Tensor) => Tensor | void,
+  visit?: (index: number, input: Tensor, y: Tensor, logdet: Tensor) => Tensor | undefined,
 ): ForwardWalk & { visited: Tensor[] } {
   let h = x;
   let logdet: Tensor = tf.zeros([x.shape[0]!]);
@@ -86,7 +86,7 @@ export function forwardWalk(
 export function inverseWalk(
   layers: WalkLayer[],
   walk: ForwardWalk,
-  visit?: (index: number, reconstructedInput: Tensor) => Tensor | void,
+  visit?: (index: number, reconstructedInput: Tensor) => Tensor | undefined,
 ): { x: Tensor; logdet: Tensor; visited: Tensor[] } {
   let h = walk.latents[walk.latents.length - 1]!;
   let logdet: Tensor = tf.zeros([h.shape[0]!]);

@@ -77,7 +77,7 @@ export const SOFTWARE_ADAPTER_NOTE =
 async function startWebGpu(allowSoftware: boolean): Promise<SelectedBackend> {
   // tfjs makes its webgpu backend (and device) once per process: later starts reuse that adapter.
   const found = exposedAdapter() ?? (await findAdapter(allowSoftware ? 'any' : 'hardware'));
-  if (found && found.report.software && !allowSoftware) return Promise.reject(new UserError('--backend auto: only a software WebGPU adapter here'));
+  if (found?.report.software && !allowSoftware) throw new UserError('--backend auto: only a software WebGPU adapter here');
   if (!found) {
     const why = webgpuLoadError() ?? `no WebGPU adapter found (${allowSoftware ? 'tried the GPU and the software adapter' : 'no hardware adapter'})`;
     throw new UserError(`--backend webgpu: ${why}; needs ${WEBGPU_INSTALL_HINT}`);

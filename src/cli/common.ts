@@ -64,6 +64,7 @@ export function collect(value: string, previous: string[]): string[] {
 }
 
 /** Wraps a command's action: its resolved number becomes the exit code; errors reach main's handler. */
+// biome-ignore lint/suspicious/noExplicitAny: commander passes each command's own (positional, flags) tuple
 export function run(action: (...args: any[]) => Promise<number>) {
   return async (...args: unknown[]) => {
     process.exitCode = await action(...args);

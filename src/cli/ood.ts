@@ -2,7 +2,7 @@
 // (likelihood, complexity-corrected likelihood, typicality test); see src/ood/.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { resolveRun, describeRun, CHECKPOINT_HELP, type ResolvedRun } from '../io/run.js';
 import { loadModel } from '../io/model-io.js';
 import { writeChart } from '../plot/index.js';

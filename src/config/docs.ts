@@ -1,6 +1,6 @@
 // Reads the zod config schema back as data: the README's config reference table and the
 // "expected ..." half of every config error come from here, so they cannot drift from the schema.
-import { z } from 'zod';
+import type { z } from 'zod';
 import { ConfigSchema } from './schema.js';
 
 export const README_MARKERS = {

@@ -57,7 +57,10 @@ function eightGaussians(n: number, rng: Rng): Float32Array {
     const x = rng.normal() * 0.5;
     const y = rng.normal() * 0.5;
     const c = centres[rng.int(8)]!;
+    // 1.414, not Math.SQRT2: the divisor of the 8gaussians set as FFJORD defines it.
+    // biome-ignore lint/suspicious/noApproximativeNumericConstant: the data set's own constant
     out[2 * i] = (x + s * c[0]) / 1.414;
+    // biome-ignore lint/suspicious/noApproximativeNumericConstant: the data set's own constant
     out[2 * i + 1] = (y + s * c[1]) / 1.414;
   }
   return out;

@@ -286,7 +286,8 @@ export function scatter(points: Float32Array | number[], opts: ScatterOptions): 
   const width = opts.width ?? 420;
   const height = opts.height ?? 420;
   const n = points.length / 2;
-  let xScale, yScale;
+  let xScale: ReturnType<typeof makeScale>;
+  let yScale: ReturnType<typeof makeScale>;
   if (opts.domain) {
     xScale = makeScale(opts.domain.x0, opts.domain.x1, { nice: false });
     yScale = makeScale(opts.domain.y0, opts.domain.y1, { nice: false });
