@@ -20,14 +20,20 @@ export interface RunResult {
   stderr: string;
 }
 
+/**
+ * The CLI tests compare numbers and pixels across commands, so they pin the backend of commands run without
+ * --backend to wasm: on a machine with a GPU, `auto` would otherwise pick it for some commands and not others.
+ */
+const PINNED: NodeJS.ProcessEnv = { FLOW_BACKEND: 'wasm' };
+
 /** Runs `flow ARGS` in cwd with a non-TTY stdout (so progress is NDJSON). */
 export function flow(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): RunResult {
-  const r = spawnSync(process.execPath, [FLOW, ...args], { cwd, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 240_000 });
+  const r = spawnSync(process.execPath, [FLOW, ...args], { cwd, env: { ...process.env, ...PINNED, ...env }, encoding: 'utf8', timeout: 240_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 export function flowAsync(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
-  return spawn(process.execPath, [FLOW, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(process.execPath, [FLOW, ...args], { cwd, env: { ...process.env, ...PINNED, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 export function writeYaml(dir: string, name: string, text: string): string {

@@ -238,11 +238,13 @@ test('the CLI on webgpu: train, resume bitwise, eval equal to wasm within 1e-3 b
   const dir = tempDir();
   const config = (name: string) =>
     writeYaml(dir, `${name}.yaml`, TINY_CONFIG.replace('name: tiny', `name: ${name}`).replace('backend: wasm', 'backend: webgpu').replace('max_steps: 40', 'max_steps: 4').replace('checkpoint_every: 20', 'checkpoint_every: 2'));
-  const straight = flow(['train', config('straight'), '--json'], dir);
+  // The configs say backend: webgpu; the helpers pin FLOW_BACKEND=wasm for other tests, so unpin it here.
+  const onGpu = { FLOW_BACKEND: '' };
+  const straight = flow(['train', config('straight'), '--json'], dir, onGpu);
   assert.equal(straight.code, 0, straight.stderr);
   assert.match(straight.stderr, /backend: webgpu \((CPU, software|GPU, hardware) adapter/);
-  assert.equal(flow(['train', config('split'), '--max-steps', '2', '--quiet'], dir).code, 0);
-  const resumed = flow(['train', config('split'), '--quiet'], dir);
+  assert.equal(flow(['train', config('split'), '--max-steps', '2', '--quiet'], dir, onGpu).code, 0);
+  const resumed = flow(['train', config('split'), '--quiet'], dir, onGpu);
   assert.equal(resumed.code, 0, resumed.stderr);
   const weights = (run: string) => fs.readFileSync(path.join(dir, 'runs', run, 'checkpoints', 'step-00000004', 'weights.bin'));
   assert.ok(weights('straight').equals(weights('split')), 'a run resumed at step 2 ends with the uninterrupted run\'s weights, bit for bit');

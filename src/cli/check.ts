@@ -10,7 +10,7 @@ import { auditModel, DEFAULT_TOLERANCES } from '../audit/invertibility.js';
 import { oodInputs, type AuditInput } from '../audit/inputs.js';
 import { formatAudit } from '../audit/format.js';
 import { withBackend } from './sample.js';
-import { parseIntOption, parseNumberOption, printJson, run } from './common.js';
+import { parseIntOption, parseNumberOption, printJson, run, BACKEND_HELP, defaultBackend } from './common.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface CheckFlags {
@@ -49,7 +49,7 @@ export function register(program: Command): void {
     .option('--tol-logdet <e>', 'max |logdet f + logdet f^-1| / max(1, |logdet f|)', parseNumberOption('--tol-logdet', 0), DEFAULT_TOLERANCES.logdet)
     .option('--tol-jacobian <e>', 'max |summed logdet - log|det J|| / max(1, |log|det J||)', parseNumberOption('--tol-jacobian', 0), DEFAULT_TOLERANCES.jacobian)
     .option('--seed <s>', "seed of the dequantisation and noise inputs (default: the run's seed)", parseIntOption('--seed', 0))
-    .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
+    .option('--backend <name>', BACKEND_HELP, defaultBackend())
     .option('--json', 'print the full audit as one JSON object')
     .option('--quiet', 'no progress lines on stderr')
     .action(run((flags: CheckFlags) => checkCommand(flags)));

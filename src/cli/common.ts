@@ -9,6 +9,13 @@ import type { ModelMeta } from '../io/model-io.js';
 
 export type BackendName = BackendChoice;
 
+export const BACKEND_HELP = 'auto | tensorflow | webgpu | wasm | cpu (default: $FLOW_BACKEND, else auto)';
+
+/** The backend of commands that read a run, when --backend is not given: $FLOW_BACKEND (a batch job's or CI's pin), else auto. */
+export function defaultBackend(): string {
+  return process.env.FLOW_BACKEND || 'auto';
+}
+
 /** Starts the backend and prints it once (stderr, so stdout stays machine-readable). */
 export async function startBackend(name: string, quiet = false): Promise<void> {
   if (!(BACKEND_CHOICES as readonly string[]).includes(name)) {

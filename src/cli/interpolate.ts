@@ -13,7 +13,7 @@ import { loadRunImages } from '../views/examples.js';
 import { interpolate, type InterpolationMode } from '../views/interpolate.js';
 import { compareArrays } from '../views/reconstruct.js';
 import { withBackend } from './sample.js';
-import { parseIntOption, printJson, run } from './common.js';
+import { parseIntOption, printJson, run, BACKEND_HELP, defaultBackend } from './common.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface InterpolateFlags {
@@ -42,7 +42,7 @@ export function register(program: Command): void {
     .option('--split <split>', 'test or train', 'test')
     .option('--mode <mode>', 'linear, spherical, or both (one row each)', 'both')
     .option('--out <file.png>', 'where to write the strip (default <run>/samples/interpolate-<i>-<j>-step<step>.png)')
-    .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
+    .option('--backend <name>', BACKEND_HELP, defaultBackend())
     .option('--json', 'print what was written as one JSON object')
     .option('--quiet', 'print nothing on success')
     .action(run((flags: InterpolateFlags) => interpolateCommand(flags)));

@@ -3,7 +3,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../version.js';
 import { UserError, EXIT } from '../errors.js';
-import { parseIntOption, parseNumberOption, parseThreads, collect, run } from './common.js';
+import { parseIntOption, parseNumberOption, parseThreads, collect, run, BACKEND_HELP, defaultBackend } from './common.js';
 import { trainCommand } from './train.js';
 import { sampleCommand } from './sample.js';
 import { evalCommand } from './eval.js';
@@ -64,7 +64,7 @@ export function buildProgram(): Command {
     .option('--out-dir <dir>', 'write one PNG per sample into this directory')
     .option('--no-labels', 'a bare grid: no caption strip (run, step, seed, temperature) and no row labels')
     .option('--class <k>', 'class to sample (class-conditional models)', parseIntOption('--class', 0))
-    .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
+    .option('--backend <name>', BACKEND_HELP, defaultBackend())
     .option('--shard <i/n>', 'draw only samples i, i+n, ... (one PNG each in --out-dir, plus a part file for flow merge)')
     .option('--threads <n|auto>', 'threads sharing every batch (wasm/cpu backends; each holds a copy of the model); auto: the cores the load average leaves free, 1 for under 500 images', parseThreads, 'auto')
     .option('--weights <which>', "average (the run's Polyak-averaged weights when train.average_decay > 0; the default) or raw (the last step's)")
@@ -83,7 +83,7 @@ export function buildProgram(): Command {
     .option('--batch-size <n>', 'examples per forward pass', parseIntOption('--batch-size', 1), 256)
     .option('--seed <s>', 'dequantisation-noise seed (default: the run\'s seed)', parseIntOption('--seed', 0))
     .option('--limit <n>', 'evaluate only the first n examples of the split (0 = all, as for flow ood and data.limit)', parseIntOption('--limit', 0))
-    .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
+    .option('--backend <name>', BACKEND_HELP, defaultBackend())
     .option('--shard <i/n>', 'evaluate only examples i, i+n, ... and write a part file (--out) for flow merge')
     .option('--threads <n|auto>', 'threads sharing every batch (wasm/cpu backends; each holds a copy of the model); auto: the cores the load average leaves free, 1 for under 500 images', parseThreads, 'auto')
     .option('--weights <which>', "average (the run's Polyak-averaged weights when train.average_decay > 0; the default) or raw (the last step's)")
@@ -116,7 +116,7 @@ export function buildProgram(): Command {
     .argument('[out]', 'output file, e.g. model.safetensors')
     .option('--format <fmt>', 'safetensors: every model tensor by name, little-endian, with the config, step and checkpoint sha256 in __metadata__')
     .option('--weights <which>', "average (the run's Polyak-averaged weights when train.average_decay > 0; the default) or raw (the last step's)")
-    .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
+    .option('--backend <name>', BACKEND_HELP, defaultBackend())
     .option('--json', 'print what was written as one JSON object')
     .option('--quiet', 'print nothing on success')
     .action(run((runDir: string, out: string | undefined, flags) => exportCommand(runDir, out, flags)));

@@ -9,7 +9,7 @@ import { writeChart } from '../plot/index.js';
 import { parseOodSpec } from '../ood/spec.js';
 import { runOod, oodHistogramSvg, type OodRunResult } from '../ood/run.js';
 import { withBackend } from './sample.js';
-import { parseIntOption, parseNumberOption, printJson, run } from './common.js';
+import { parseIntOption, parseNumberOption, printJson, run, BACKEND_HELP, defaultBackend } from './common.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface OodFlags {
@@ -50,7 +50,7 @@ export function register(program: Command): void {
     .option('--eval-batch <n>', 'examples per forward pass', parseIntOption('--eval-batch', 1), 256)
     .option('--seed <s>', 'dequantisation-noise, subset and bootstrap seed (default: the run\'s seed)', parseIntOption('--seed', 0))
     .option('--plot <file.png>', 'write the bits/dim histograms of in and out data (.png or .svg)')
-    .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
+    .option('--backend <name>', BACKEND_HELP, defaultBackend())
     .option('--json', 'print the result as one JSON object')
     .option('--quiet', 'no progress lines on stderr')
     .action(run((flags: OodFlags) => oodCommand(flags)));

@@ -9,7 +9,7 @@ import { loadDataset } from '../data/index.js';
 import { densityGrid, densityFigure, sampleVectors, squareDomain } from '../views/density.js';
 import { readMetrics, trainingCurves, writeChart, type Domain } from '../plot/index.js';
 import { withBackend } from './sample.js';
-import { parseIntOption, parseNumberOption, printJson, run } from './common.js';
+import { parseIntOption, parseNumberOption, printJson, run, BACKEND_HELP, defaultBackend } from './common.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface DensityFlags {
@@ -49,7 +49,7 @@ export function register(program: Command): void {
     .option('--range <x0,x1,y0,y1>', "plotting domain (default: the data's bounding box, padded and squared)")
     .option('--log', 'colour by log p(x) (down to 10 nats below the peak) instead of p(x)')
     .option('--seed <s>', 'sample noise seed', parseIntOption('--seed', 0), 0)
-    .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
+    .option('--backend <name>', BACKEND_HELP, defaultBackend())
     .option('--json', 'print what was written (and the integral) as one JSON object')
     .option('--quiet', 'print nothing on success')
     .action(run((flags: DensityFlags) => densityCommand(flags)));

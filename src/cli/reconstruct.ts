@@ -11,7 +11,7 @@ import { atomicWriteFile } from '../io/atomic.js';
 import { loadRunImages } from '../views/examples.js';
 import { reconstruct, originalsAboveReconstructions, compareArrays } from '../views/reconstruct.js';
 import { withBackend } from './sample.js';
-import { parseIntOption, printJson, run } from './common.js';
+import { parseIntOption, printJson, run, BACKEND_HELP, defaultBackend } from './common.js';
 import { EXIT } from '../errors.js';
 
 export interface ReconstructFlags {
@@ -38,7 +38,7 @@ export function register(program: Command): void {
     .option('--split <split>', 'test or train', 'test')
     .option('--cols <k>', 'images per row (originals and reconstructions alternate by row band)', parseIntOption('--cols', 1), 16)
     .option('--out <file.png>', 'where to write the PNG (default <run>/samples/reconstruct-step<step>.png)')
-    .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
+    .option('--backend <name>', BACKEND_HELP, defaultBackend())
     .option('--json', 'print what was written as one JSON object')
     .option('--quiet', 'print nothing on success')
     .action(run((flags: ReconstructFlags) => reconstructCommand(flags)));

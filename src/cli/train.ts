@@ -28,7 +28,9 @@ export async function trainCommand(configFile: string, flags: TrainFlags): Promi
   const sets: ConfigOverride[] = [...flags.set];
   if (flags.maxSteps !== undefined) sets.push({ set: `train.max_steps=${flags.maxSteps}`, flag: `--max-steps ${flags.maxSteps}` });
   if (flags.maxMinutes !== undefined) sets.push({ set: `train.max_minutes=${flags.maxMinutes}`, flag: `--max-minutes ${flags.maxMinutes}` });
+  // --backend, else $FLOW_BACKEND (a batch job's pin), else the config's backend.
   if (flags.backend !== undefined) sets.push({ set: `backend=${flags.backend}`, flag: `--backend ${flags.backend}` });
+  else if (process.env.FLOW_BACKEND) sets.push({ set: `backend=${process.env.FLOW_BACKEND}`, flag: `FLOW_BACKEND=${process.env.FLOW_BACKEND}` });
   if (flags.name !== undefined) sets.push({ set: `name=${flags.name}`, flag: `--name ${flags.name}` });
   const cfg = loadConfig(configFile, sets);
   // A run whose checkpoints are all damaged is left to train(), whose error names the newest one.
