@@ -91,7 +91,7 @@ function sha256Hex(data: Uint8Array): string {
 const BYTES_PER: Record<TensorDtype, number> = { float32: 4, int32: 4 };
 
 /** The tensor's bytes in little-endian order (a view on little-endian machines, a swapped copy otherwise). */
-function littleEndianBytes(data: Float32Array | Int32Array): Uint8Array {
+export function littleEndianBytes(data: Float32Array | Int32Array): Uint8Array {
   const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   if (LITTLE_ENDIAN) return view;
   const out = new Uint8Array(data.byteLength);

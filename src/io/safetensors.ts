@@ -2,7 +2,7 @@
 // header length N, N bytes of JSON header, then the tensors' raw little-endian bytes back to back.
 // The header maps each tensor name to {dtype, shape, data_offsets: [begin, end]} (offsets into the byte
 // buffer after the header) and may hold "__metadata__", a map of string to string.
-import { endianness } from 'node:os';
+import { littleEndianBytes } from './checkpoint.js';
 
 export type SafetensorsDtype = 'F32' | 'I32';
 
@@ -13,20 +13,7 @@ export interface SafetensorsTensor {
   data: Float32Array | Int32Array;
 }
 
-const LITTLE_ENDIAN = endianness() === 'LE';
 
-/** The tensor's bytes in little-endian order (a view on little-endian machines, a swapped copy otherwise). */
-function littleEndianBytes(data: Float32Array | Int32Array): Uint8Array {
-  const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  if (LITTLE_ENDIAN) return view;
-  const out = new Uint8Array(data.byteLength);
-  const dv = new DataView(out.buffer);
-  for (let i = 0; i < data.length; i++) {
-    if (data instanceof Float32Array) dv.setFloat32(i * 4, data[i]!, true);
-    else dv.setInt32(i * 4, data[i]!, true);
-  }
-  return out;
-}
 
 /**
  * Encodes tensors (in the given order, contiguous, no gaps: what the reference loader requires) and string
