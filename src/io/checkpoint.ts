@@ -11,6 +11,7 @@ import { UserError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { ModelSchema, type Config } from '../config/schema.js';
 import { StorageError, atomicWriteFile, fsyncDir, removePath, toStorageError, writeFileSynced } from './atomic.js';
+import { isPidAlive } from './pid.js';
 
 export const CHECKPOINT_FORMAT = 1;
 const TOOL = 'flow';
@@ -73,15 +74,6 @@ export function checkpointsDir(runDir: string): string {
 
 export function stepDirName(step: number): string {
   return `step-${String(step).padStart(8, '0')}`;
-}
-
-function isPidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function sha256Hex(data: Uint8Array): string {
