@@ -14,6 +14,7 @@ import { atomicWriteFile, toStorageError } from '../io/atomic.js';
 import { acquireRunLock } from '../io/lock.js';
 import { modelRecords, assignModel, recordsByName, type ModelMeta } from '../io/model-io.js';
 import { markLatest, runDirOf } from '../io/run.js';
+import { parseTrainState, type TrainState } from '../io/train-state.js';
 import { writeGrid } from '../io/png.js';
 import type { DataSize } from './memory-estimate.js';
 import { perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
@@ -60,18 +61,6 @@ export interface TrainSummary {
   dataSize?: DataSize;
 }
 
-/** Everything besides tensors that an exact resume needs. */
-interface TrainState {
-  meta: ModelMeta;
-  step: number;
-  optimizerT: number;
-  iterator: unknown;
-  noiseRng: number;
-  lrScale: number;
-  bestTest: number | null;
-  skippedSteps: number;
-}
-
 export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSummary> {
   const log = opts.logger;
   if (opts.dryRun) return dryRun(cfg, log);
@@ -108,20 +97,21 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
   const averaged = <T>(fn: () => T | Promise<T>): Promise<T> => (average ? average.withAveraged(fn) : Promise.resolve(fn()));
   const iterator = new BatchIterator(data.train.n, cfg.train.batch_size, cfg.seed);
   const noiseRng = new Rng(cfg.seed + 1);
-  const st: TrainState = { meta, step: 0, optimizerT: 0, iterator: null, noiseRng: 0, lrScale: 1, bestTest: null, skippedSteps: 0 };
+  const st: TrainState = { meta, step: 0, optimizerT: 0, iterator: iterator.getState(), noiseRng: 0, lrScale: 1, bestTest: null, skippedSteps: 0 };
 
   let restoredMetrics: Record<string, number> = {};
   const restore = (dir: string) => {
     const c = loadCheckpoint(dir);
     restoredMetrics = c.metrics ?? {};
     assertCompatible(c.config, cfg, dir);
+    const state = parseTrainState(c.state, dir);
     const byName = recordsByName(c);
     assignModel(model, byName, dir);
     optimizer.restore(paramNames, byName);
     average?.restore(paramNames, byName);
-    Object.assign(st, c.state as TrainState);
+    Object.assign(st, state);
     optimizer.t = st.optimizerT;
-    iterator.setState(st.iterator as never);
+    iterator.setState(st.iterator);
     noiseRng.state = st.noiseRng;
   };
 
