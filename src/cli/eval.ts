@@ -8,6 +8,7 @@ import { atomicWriteFile } from '../io/atomic.js';
 import { printJson, parseShard, inferenceThreads, parseWeights, withBackend } from './common.js';
 import { pointsCommand } from './points.js';
 import { shardIndices, writePart, EVAL_PART_KIND } from '../eval/shard.js';
+import { perClassSummary, perExampleCsv } from '../eval/summary.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface EvalFlags {
@@ -92,24 +93,9 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
       else if (!flags.quiet) process.stdout.write(`shard ${shard.index}/${shard.count}: ${indices.length} of ${n} examples of ${describeRun(resolved)} -> ${flags.out}\n`);
       return EXIT.OK;
     }
-    const perClass: Record<string, { [k: string]: number }> = {};
-    if (split.labels) {
-      const groups = new Map<number, number[]>();
-      indices.forEach((i, j) => {
-        const y = split.labels![i]!;
-        if (!groups.has(y)) groups.set(y, []);
-        groups.get(y)!.push(values[j]!);
-      });
-      for (const [y, v] of [...groups].sort((a, b) => a[0] - b[0])) {
-        const m = meanAndStderr(v);
-        perClass[data.classNames?.[y] ?? String(y)] = { [metric]: m.mean, stderr: m.stderr, n: m.n };
-      }
-    }
-    if (flags.perExample) {
-      const header = split.labels ? `index,label,${metric},log_prob_nats` : `index,${metric},log_prob_nats`;
-      const lines = indices.map((i, j) => (split.labels ? `${i},${split.labels[i]},${values[j]},${logp[j]}` : `${i},${values[j]},${logp[j]}`));
-      atomicWriteFile(flags.perExample, [header, ...lines].join('\n') + '\n');
-    }
+    const labels = split.labels ? indices.map((i) => split.labels![i]!) : undefined;
+    const perClass = perClassSummary(metric, values, labels, data.classNames);
+    if (flags.perExample) atomicWriteFile(flags.perExample, perExampleCsv(metric, indices, values, logp, labels));
     const result = {
       [metric]: mean,
       stderr,
