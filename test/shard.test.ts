@@ -6,8 +6,6 @@ import path from 'node:path';
 import sharp from 'sharp';
 import {
   shardIndices,
-  mergeEvalParts,
-  mergeSampleParts,
   parsePart,
   readPart,
   serializePart,
@@ -15,6 +13,7 @@ import {
   type EvalPart,
   type SamplePart,
 } from '../src/eval/shard.js';
+import { mergeEvalParts, mergeSampleParts } from '../src/eval/merge.js';
 import { mergeCommand, sampleGridLabels } from '../src/cli/merge.js';
 import { meanAndStderr } from '../src/eval/bpd.js';
 import { tile, encodePng, encodeLabelledGrid, GUTTER } from '../src/io/png.js';

@@ -3,7 +3,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp, { type OutputInfo } from 'sharp';
-import { readPart, mergeEvalParts, mergeSampleParts, EVAL_PART_KIND, type EvalPart, type SamplePart, type MergedSamples } from '../eval/shard.js';
+import { readPart, EVAL_PART_KIND, type EvalPart, type SamplePart } from '../eval/shard.js';
+import { mergeEvalParts, mergeSampleParts, type MergedSamples } from '../eval/merge.js';
 import { mergedEvalSummary, mergedEvalJson, perExampleCsv } from '../eval/summary.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { tile, encodeImageFor, labelledGrid, type ImageBatch, type GridLabels } from '../io/png.js';

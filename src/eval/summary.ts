@@ -2,7 +2,7 @@
 // `flow merge` of its shards (cli/merge.ts), so both print and write exactly the same per-class
 // summary, per-example CSV and JSON.
 import { meanAndStderr } from './bpd.js';
-import type { MergedEval } from './shard.js';
+import type { MergedEval } from './merge.js';
 
 export type PerClass = Record<string, Record<string, number>>;
 
