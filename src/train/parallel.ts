@@ -10,6 +10,10 @@
 // So every method stays synchronous, like src/train/step.ts's lossAndGrads, and needs no event-loop
 // turn. A batch is split by a fixed rule and every share is computed deterministically, so the same
 // inputs give bitwise the same results (exact resume holds).
+//
+// Over 350 lines for a reason: it is one class, whose three public computations share the private
+// dispatch/collect/resize machinery; split up, that machinery would have to be exported. The message
+// protocol it shares with grad-worker.ts is in protocol.ts.
 import { Worker, MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { tf } from '../tf.js';
 import type { Config } from '../config/schema.js';
