@@ -115,3 +115,17 @@ test('a worker thread loads neither the replica pool, the trainer nor sharp (it 
     assert.ok(!/from\s+'sharp'|import\('sharp'\)/.test(text), `grad-worker.ts loads ${m}, which imports sharp`);
   }
 });
+
+test('no module over 350 lines without a reason in its header (train, io, eval, cli, data, config, plot, ood)', () => {
+  const MAX_LINES = 350;
+  for (const module of importGraph().keys()) {
+    if (!['train', 'io', 'eval', 'cli', 'data', 'config', 'plot', 'ood'].includes(folderOf(module))) continue;
+    const text = fs.readFileSync(path.join(SRC, module), 'utf8');
+    const lines = text.split('\n').length - (text.endsWith('\n') ? 1 : 0);
+    if (lines <= MAX_LINES) continue;
+    // The header: the comment lines the file opens with; a long module says why it is long there.
+    const all = text.split('\n');
+    const header = all.slice(0, all.findIndex((l) => !l.startsWith('//'))).join(' ');
+    assert.match(header, /Over 350 lines/, `${module}: ${lines} lines and no "Over 350 lines ..." reason in its header`);
+  }
+});
