@@ -69,6 +69,8 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
     const { mean, stderr } = meanAndStderr(values);
     if (!Number.isFinite(mean)) process.stderr.write(`warning: non-finite ${metric} for some examples; see --per-example\n`);
 
+    // The examples' labels in the order of indices (what the per-class summary and the part files take).
+    const labels = split.labels ? indices.map((i) => split.labels![i]!) : undefined;
     if (shard) {
       writePart(flags.out!, {
         kind: EVAL_PART_KIND,
@@ -84,7 +86,7 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
         indices,
         values: Array.from(values),
         log_prob: Array.from(logp),
-        ...(split.labels ? { labels: indices.map((i) => split.labels![i]!) } : {}),
+        ...(labels ? { labels } : {}),
         dims,
         n_bits: config.data.n_bits,
         ...(data.classNames ? { class_names: data.classNames } : {}),
@@ -93,7 +95,6 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
       else if (!flags.quiet) process.stdout.write(`shard ${shard.index}/${shard.count}: ${indices.length} of ${n} examples of ${describeRun(resolved)} -> ${flags.out}\n`);
       return EXIT.OK;
     }
-    const labels = split.labels ? indices.map((i) => split.labels![i]!) : undefined;
     const perClass = perClassSummary(metric, values, labels, data.classNames);
     if (flags.perExample) atomicWriteFile(flags.perExample, perExampleCsv(metric, indices, values, logp, labels));
     const result = {
