@@ -8,8 +8,8 @@ import { ROOT } from './helpers.js';
 
 const SRC = path.join(ROOT, 'src');
 
-/** Every src/ module and the src/ modules it imports (relative imports only). */
-function importGraph(): Map<string, string[]> {
+/** Every src/ module and the src/ modules it imports (relative imports only; runtimeOnly: less `import type`, which compiles away). */
+function importGraph(runtimeOnly = false): Map<string, string[]> {
   const files: string[] = [];
   const walk = (dir: string) => {
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -23,7 +23,7 @@ function importGraph(): Map<string, string[]> {
   const spec = /(?:import|export)\s[^'"]*?from\s+'(\.[^']+)'|import\s+'(\.[^']+)'/g;
   for (const file of files) {
     const text = fs.readFileSync(file, 'utf8');
-    const deps = [...text.matchAll(spec)].map((m) => path.resolve(path.dirname(file), (m[1] ?? m[2])!).replace(/\.js$/, '.ts'));
+    const deps = [...text.matchAll(spec)].filter((m) => !runtimeOnly || !/^(?:import|export)\s+type\s/.test(m[0])).map((m) => path.resolve(path.dirname(file), (m[1] ?? m[2])!).replace(/\.js$/, '.ts'));
     graph.set(path.relative(SRC, file), deps.filter((d) => files.includes(d)).map((d) => path.relative(SRC, d)));
   }
   return graph;
@@ -93,4 +93,39 @@ test('the cycle finder finds a cycle (so the checks above can fail)', () => {
   ]);
   assert.deepEqual(findCycle(g), ['a', 'b', 'c', 'a']);
   assert.equal(findCycle(new Map([['a', ['b']], ['b', []]])), null);
+});
+
+/** Every src/ module reachable from `start` through relative imports (start included). */
+function reachable(graph: Map<string, string[]>, start: string): Set<string> {
+  const seen = new Set<string>([start]);
+  const todo = [start];
+  while (todo.length) for (const d of graph.get(todo.pop()!) ?? []) if (!seen.has(d) && seen.add(d)) todo.push(d);
+  return seen;
+}
+
+test('a worker thread loads neither the replica pool, the trainer nor sharp (it speaks through train/protocol.ts)', () => {
+  const graph = importGraph(true);
+  const worker = path.join('train', 'grad-worker.ts');
+  assert.ok(graph.has(worker));
+  const loaded = reachable(graph, worker);
+  assert.ok(loaded.has(path.join('train', 'protocol.ts')), 'grad-worker.ts should import train/protocol.ts');
+  for (const m of [path.join('train', 'parallel.ts'), path.join('train', 'trainer.ts')]) assert.ok(!loaded.has(m), `grad-worker.ts loads ${m}`);
+  for (const m of loaded) {
+    const text = fs.readFileSync(path.join(SRC, m), 'utf8');
+    assert.ok(!/from\s+'sharp'|import\('sharp'\)/.test(text), `grad-worker.ts loads ${m}, which imports sharp`);
+  }
+});
+
+test('no module over 350 lines without a reason in its header (train, io, eval, cli, data, config, plot, ood)', () => {
+  const MAX_LINES = 350;
+  for (const module of importGraph().keys()) {
+    if (!['train', 'io', 'eval', 'cli', 'data', 'config', 'plot', 'ood'].includes(folderOf(module))) continue;
+    const text = fs.readFileSync(path.join(SRC, module), 'utf8');
+    const lines = text.split('\n').length - (text.endsWith('\n') ? 1 : 0);
+    if (lines <= MAX_LINES) continue;
+    // The header: the comment lines the file opens with; a long module says why it is long there.
+    const all = text.split('\n');
+    const header = all.slice(0, all.findIndex((l) => !l.startsWith('//'))).join(' ');
+    assert.match(header, /Over 350 lines/, `${module}: ${lines} lines and no "Over 350 lines ..." reason in its header`);
+  }
 });

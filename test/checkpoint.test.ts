@@ -22,6 +22,7 @@ import { StorageError, atomicWriteFile } from '../src/io/atomic.js';
 import { acquireRunLock, readRunLock } from '../src/io/lock.js';
 import { ConfigSchema, type Config } from '../src/config/schema.js';
 import { UserError } from '../src/errors.js';
+import { parseTrainState } from '../src/io/train-state.js';
 import { VERSION } from '../src/version.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -467,4 +468,19 @@ test('run lock held by another live process; freed when it is killed; released o
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, RUN_DIR: runDir, MODE: 'exit' }, encoding: 'utf8' });
   assert.equal(r.stdout.trim(), 'locked');
   assert.equal(readRunLock(runDir), null, 'process exit releases the lock');
+});
+
+test('parseTrainState: a valid state parses (older ones without skippedSteps too); an invalid one is a UserError naming file and field', () => {
+  const state = { meta: { dataShape: [28, 28, 1], dataKind: 'image', nBits: 8 }, step: 20, optimizerT: 20, iterator: { epoch: 1, cursor: 128, rngState: 12345, n: 512 }, noiseRng: 99, lrScale: 0.5, bestTest: null };
+  assert.deepEqual(parseTrainState(state, '/r/ck'), { ...state, skippedSteps: 0 });
+  for (const [bad, field] of [
+    [{ ...state, step: -1 }, 'step'],
+    [{ ...state, noiseRng: 2 ** 32 }, 'noiseRng'],
+    [{ ...state, iterator: null }, 'iterator'],
+    [{ ...state, meta: { ...state.meta, dataShape: [] } }, 'meta.dataShape'],
+    [{ ...state, lrScale: 0 }, 'lrScale'],
+  ] as const) {
+    assert.throws(() => parseTrainState(bad, '/r/ck'), (e: unknown) => e instanceof UserError && e.message.startsWith(`/r/ck/state.json: field '${field}' is invalid`) && !e.message.includes('\n'));
+  }
+  assert.throws(() => parseTrainState(null, '/r/ck'), /state\.json: the content is invalid \(expected object, received null\)/);
 });

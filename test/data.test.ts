@@ -102,17 +102,6 @@ test('toPixels spreads reduced bits over 0..255 and clips', () => {
   assert.deepEqual([...toPixels(Float32Array.from([-3, 7, NaN]), 8)], [0, 255, 0]);
 });
 
-test('toModelInput is fast (64 x 784 batch)', () => {
-  const u8 = new Uint8Array(64 * 784).map((_, i) => (i * 37) % 256);
-  const rng = new Rng(0);
-  for (let i = 0; i < 20; i++) toModelInput(u8, 5, rng);
-  const reps = 200;
-  const t0 = performance.now();
-  for (let i = 0; i < reps; i++) toModelInput(u8, 5, rng);
-  const ms = (performance.now() - t0) / reps;
-  assert.ok(ms < 2, `toModelInput took ${ms.toFixed(3)} ms per batch`);
-});
-
 test('BatchIterator covers every index once per epoch, with straddling batches', () => {
   const n = 10;
   const it = new BatchIterator(n, 4, 7);
@@ -164,10 +153,7 @@ test('gather copies rows and labels', () => {
 // ---------------------------------------------------------------- embedded
 
 test('embedded: 10,000 MNIST digits, 8-bit pixels, labels 0..9, seeded split', async () => {
-  const t0 = performance.now();
   const ds = await loadDataset(cfg({ source: 'embedded' }), { seed: 0 });
-  const ms = performance.now() - t0;
-  assert.ok(ms < 2000, `embedded load took ${ms.toFixed(0)} ms`);
   assert.equal(ds.name, 'embedded-mnist');
   assert.equal(ds.kind, 'image');
   assert.deepEqual(ds.shape, [28, 28, 1]);

@@ -17,6 +17,7 @@ import { Optimizer } from '../src/train/optimizer.js';
 import { HalfCoupling } from '../src/flows/coupling.js';
 import { interleavedHeads } from '../src/flows/bijector.js';
 import type { Net } from '../src/flows/nets.js';
+import { assertClose } from './helpers.js';
 
 before(async () => {
   await tf.setBackend('wasm');
@@ -34,18 +35,6 @@ function size(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** max |a - b| <= tol * max |b|, with a non-zero reference. */
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, tol = 1e-4): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  assert.ok(scale > 0, `${what}: the reference is all zeros, the check would prove nothing`);
-  assert.ok(diff <= tol * scale, `${what}: max abs diff ${diff} > ${tol} * ${scale}`);
-}
 
 type Layer = (x: Tensor, w: Tensor, b: Tensor) => Tensor;
 

@@ -1,4 +1,5 @@
-// Shared test utilities: running the real bin/flow, temp dirs.
+// Shared test utilities: running the real bin/flow, temp dirs, numeric comparison.
+import assert from 'node:assert/strict';
 import { spawnSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -75,4 +76,22 @@ export function tfjsNodeGpuInstalled(): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * max |actual - expected| <= tol * scale, scale = max(floor, max |expected|); the message names the worst element.
+ * With floor 0 (the default) the reference must not be all zeros: such a check would prove nothing.
+ */
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, tol = 1e-4, floor = 0): void {
+  assert.equal(actual.length, expected.length, `${what}: ${actual.length} values vs ${expected.length}`);
+  let worst = 0;
+  let at = -1;
+  let scale = floor;
+  for (let i = 0; i < expected.length; i++) {
+    scale = Math.max(scale, Math.abs(expected[i]!));
+    const d = Math.abs(actual[i]! - expected[i]!);
+    if (!(d <= worst)) [worst, at] = [d, i];
+  }
+  assert.ok(scale > 0, `${what}: the reference is all zeros, the check would prove nothing`);
+  assert.ok(worst <= tol * scale, `${what}: max |actual - expected| = ${worst} at ${at} (${actual[at]} vs ${expected[at]}), tolerance ${tol * scale}`);
 }

@@ -297,8 +297,12 @@ test('names, seeds, parameter count and per-layer audit', () => {
   assert.deepEqual(kernel(m1), kernel(m2), 'same seed, same initial weights');
   assert.notDeepEqual(kernel(m1), kernel(m3), 'other seed, other weights');
   const params = countParameters(m1);
-  assert.equal(params, m1.trainableVariables().reduce((s, v) => s + v.size, 0));
-  assert.ok(!m1.trainableVariables().some((v) => !v.trainable));
+  // Not trained: ActNorm's initialised flag and the LU 1x1 conv's permutation and signs; everything else is.
+  const fixed = /\.(initialized|p|sign)$/;
+  const learned = m1.variables().filter(([n]) => !fixed.test(n));
+  assert.deepEqual(m1.trainableVariables(), learned.map(([, v]) => v), 'the trainable variables are exactly the learned ones');
+  assert.deepEqual(m1.variables().filter(([, v]) => !v.trainable).map(([n]) => n), names.filter((n) => fixed.test(n)), 'only the fixed ones are not trainable');
+  assert.equal(params, learned.reduce((s, [, v]) => s + v.size, 0), 'the parameter count covers the learned variables only');
   // conv1 of level 0: 3*3*2*8 + 8 and the LU 1x1 conv: 2 * 4*4 + 4.
   assert.ok(params > 2 * (3 * 3 * 2 * 8 + 8));
 

@@ -15,6 +15,7 @@ import {
   fastGradientsActive,
   type FilterGradMethod,
 } from '../src/kernels/cpu-paths.js';
+import { assertClose } from './helpers.js';
 
 const ALL_FILTER_METHODS: Array<FilterGradMethod | null> = [null, 'conv', 'im2col', 'im2col-dy'];
 
@@ -43,17 +44,6 @@ async function runOn(
   return out;
 }
 
-function assertClose(actual: Float32Array, expected: Float32Array, what: string, tol = 1e-4): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  let maxDiff = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  assert.ok(scale > 0, `${what}: reference is all zeros, the test would prove nothing`);
-  assert.ok(maxDiff <= tol * scale, `${what}: max abs diff ${maxDiff} > ${tol} * ${scale}`);
-}
 
 async function checkAgainstReference(
   name: string,

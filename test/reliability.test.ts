@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { flow, flowAsync, tempDir, writeYaml, TINY_CONFIG } from './helpers.js';
 import { latestCheckpoint, loadCheckpoint } from '../src/io/checkpoint.js';
 
@@ -168,4 +169,39 @@ test('bad checkpoints and run directories are refused with one line and exit 2',
   const noResume = flow(['train', cfg, '--name', 'nothing', '--resume'], dir);
   assert.equal(noResume.code, 2);
   assert.match(noResume.stderr, /no checkpoint to resume/);
+});
+
+/** Rewrites a checkpoint's state.json (and the manifest's size and hash of it, so only the content is wrong). */
+function rewriteState(ck: string, edit: (state: Record<string, unknown>) => unknown): void {
+  const state = JSON.parse(fs.readFileSync(path.join(ck, 'state.json'), 'utf8')) as Record<string, unknown>;
+  const bytes = Buffer.from(JSON.stringify(edit(state)), 'utf8');
+  fs.writeFileSync(path.join(ck, 'state.json'), bytes);
+  const manifestFile = path.join(ck, 'manifest.json');
+  const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as { sha256: Record<string, string>; bytes: Record<string, number> };
+  manifest.sha256['state.json'] = createHash('sha256').update(bytes).digest('hex');
+  manifest.bytes['state.json'] = bytes.byteLength;
+  fs.writeFileSync(manifestFile, JSON.stringify(manifest));
+}
+
+test('an invalid state.json is refused with one line naming the file and the field, exit 2 (resume and sample)', () => {
+  const dir = tempDir();
+  const cfg = writeYaml(dir, 'tiny.yaml', TINY_CONFIG.replace('max_steps: 40', 'max_steps: 20').replace('sample_grid: 16', 'sample_grid: 0'));
+  assert.equal(flow(['train', cfg, '--quiet'], dir).code, 0);
+  const ck = latestCheckpoint(path.join(dir, 'runs', 'tiny'))!;
+  const oneLine = (stderr: string) => stderr.trim().split('\n').filter((l) => l.startsWith('flow:'));
+
+  rewriteState(ck, (s) => ({ ...s, iterator: { ...(s.iterator as object), cursor: 'seven' } }));
+  const resume = flow(['train', cfg, '--max-steps', '30'], dir);
+  assert.equal(resume.code, 2, resume.stderr);
+  assert.equal(oneLine(resume.stderr).length, 1, resume.stderr);
+  assert.match(resume.stderr, /state\.json: field 'iterator\.cursor' is invalid \(expected number, received string\); expected the training state/);
+  // The model meta is intact: sampling still works.
+  assert.equal(flow(['sample', '--n', '4', '--out', path.join(dir, 'x.png'), '--quiet'], dir).code, 0);
+
+  rewriteState(ck, (s) => ({ ...s, meta: { ...(s.meta as object), dataKind: 'audio' } }));
+  const sample = flow(['sample', '--n', '4', '--out', path.join(dir, 'y.png')], dir);
+  assert.equal(sample.code, 2, sample.stderr);
+  assert.equal(oneLine(sample.stderr).length, 1, sample.stderr);
+  assert.match(sample.stderr, /state\.json: field 'meta\.dataKind' is invalid/);
+  assert.ok(!fs.existsSync(path.join(dir, 'y.png')), 'nothing written');
 });

@@ -6,8 +6,6 @@ import path from 'node:path';
 import sharp from 'sharp';
 import {
   shardIndices,
-  mergeEvalParts,
-  mergeSampleParts,
   parsePart,
   readPart,
   serializePart,
@@ -15,11 +13,13 @@ import {
   type EvalPart,
   type SamplePart,
 } from '../src/eval/shard.js';
+import { mergeEvalParts, mergeSampleParts } from '../src/eval/merge.js';
 import { mergeCommand, sampleGridLabels } from '../src/cli/merge.js';
 import { meanAndStderr } from '../src/eval/bpd.js';
 import { tile, encodePng, encodeLabelledGrid, GUTTER } from '../src/io/png.js';
 import { Rng } from '../src/rng.js';
 import { UserError } from '../src/errors.js';
+import { perClassSummary, perExampleCsv } from '../src/eval/summary.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flow-shard-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -338,4 +338,15 @@ test('flow merge of sample parts: the grid equals an unsharded grid, and a direc
   refuses(() => mergeSampleParts([parts[0]!, { ...parts[1]!, files: parts[1]!.files.slice(1) }, parts[2]!], partFiles), /shard-1\/part\.json: index 1 is missing/);
   fs.rmSync(path.join(dir, 'shard-2', 'img-5.png'));
   await assert.rejects(runMerge(partFiles, { out: path.join(dir, 'again.png') }), /shard-2\/part\.json: sample file .*img-5\.png does not exist/);
+});
+
+test('perClassSummary groups by label in example order, sorts classes by label, names them; perExampleCsv rows follow indices', () => {
+  const perClass = perClassSummary('bpd', [1, 2, 3, 5], [1, 0, 1, 0], ['zero', 'one']);
+  assert.deepEqual(Object.keys(perClass), ['zero', 'one']);
+  assert.deepEqual({ ...perClass.zero, stderr: Number(perClass.zero!.stderr!.toFixed(9)) }, { bpd: 3.5, stderr: 1.5, n: 2 });
+  assert.equal(perClass.one!.bpd, 2);
+  assert.deepEqual(Object.keys(perClassSummary('nll', [1, 2], [7, 3])), ['3', '7']);
+  assert.deepEqual(perClassSummary('bpd', [1], undefined), {});
+  assert.equal(perExampleCsv('bpd', [4, 9], [1.5, 2], [-3, -4], [1, 0]), 'index,label,bpd,log_prob_nats\n4,1,1.5,-3\n9,0,2,-4\n');
+  assert.equal(perExampleCsv('nll', [0], [0.25], [-1]), 'index,nll,log_prob_nats\n0,0.25,-1\n');
 });

@@ -22,7 +22,7 @@ import { lossAndGrads, trainStep } from '../src/train/step.js';
 import { Optimizer } from '../src/train/optimizer.js';
 import { train } from '../src/train/trainer.js';
 import type { Progress, TrainLogger } from '../src/train/logger.js';
-import { TINY_CONFIG, flow, tempDir, writeYaml } from './helpers.js';
+import { TINY_CONFIG, assertClose, flow, tempDir, writeYaml } from './helpers.js';
 
 let webgpu: SelectedBackend;
 
@@ -35,23 +35,13 @@ async function on(backend: 'cpu' | 'webgpu'): Promise<void> {
   assert.equal(tf.getBackend(), backend);
 }
 
+/** assertClose relative to max(1, max |expected|): outputs near zero are compared absolutely. */
+const assertNear = (actual: number[], expected: number[], what: string, tol = 1e-4) => assertClose(actual, expected, what, tol, 1);
+
 async function read(t: Tensor): Promise<number[]> {
   return Array.from(await t.data());
 }
 
-/** max |a - b| <= tol * max(1, max |b|), with a message naming the worst element. */
-function assertClose(actual: number[], expected: number[], what: string, tol = 1e-4): void {
-  assert.equal(actual.length, expected.length, `${what}: ${actual.length} values vs ${expected.length}`);
-  let worst = 0;
-  let at = -1;
-  let scale = 1;
-  for (let i = 0; i < expected.length; i++) {
-    scale = Math.max(scale, Math.abs(expected[i]!));
-    const d = Math.abs(actual[i]! - expected[i]!);
-    if (!(d <= worst)) [worst, at] = [d, i];
-  }
-  assert.ok(worst <= tol * scale, `${what}: |webgpu - cpu| = ${worst} at ${at} (${actual[at]} vs ${expected[at]}), tolerance ${tol * scale}`);
-}
 
 /** Same perturbation on both backends, so zero-initialised layers are not the identity. */
 function perturb(vars: NamedVariable[], seed: number, std = 0.1): void {
@@ -114,10 +104,10 @@ test('every bijector: forward, inverse and both log-determinants on webgpu equal
   for (const c of CASES) {
     const cpu = await runCase(c, 'cpu');
     const gpu = await runCase(c, 'webgpu');
-    ['forward y', 'forward logdet', 'inverse x', 'inverse logdet'].forEach((what, k) => assertClose(gpu[k]!, cpu[k]!, `${c.name}: ${what}`));
+    ['forward y', 'forward logdet', 'inverse x', 'inverse logdet'].forEach((what, k) => assertNear(gpu[k]!, cpu[k]!, `${c.name}: ${what}`));
     // And on webgpu itself the inverse undoes the forward, with the opposite log-determinant.
-    assertClose(gpu[2]!, gpu[4]!, `${c.name}: inverse(forward(x)) on webgpu`, 1e-4);
-    assertClose(gpu[3]!.map((v) => -v), gpu[1]!, `${c.name}: inverse logdet = -forward logdet on webgpu`, 1e-4);
+    assertNear(gpu[2]!, gpu[4]!, `${c.name}: inverse(forward(x)) on webgpu`, 1e-4);
+    assertNear(gpu[3]!.map((v) => -v), gpu[1]!, `${c.name}: inverse logdet = -forward logdet on webgpu`, 1e-4);
   }
 });
 
@@ -178,12 +168,12 @@ test('whole models (glow, realnvp, nice): log p(x), every gradient, one Adam ste
   for (const [family, shape] of FAMILIES) {
     const cpu = await runModel(family, shape, 'cpu');
     const gpu = await runModel(family, shape, 'webgpu');
-    assertClose(gpu.logp, cpu.logp, `${family}: log p(x)`);
+    assertNear(gpu.logp, cpu.logp, `${family}: log p(x)`);
     assert.ok(cpu.grads.some((g) => g.some((v) => Math.abs(v) > 1e-6)), `${family}: the gradients are not all zero`);
-    gpu.grads.forEach((g, i) => assertClose(g, cpu.grads[i]!, `${family}: gradient of parameter ${i}`, 1e-3));
-    gpu.afterAdam.forEach((p, i) => assertClose(p, cpu.afterAdam[i]!, `${family}: parameter ${i} after one Adam step`, 1e-4));
-    assertClose(gpu.samples, cpu.samples, `${family}: samples (T=0.8, same noise)`, 1e-3);
-    assertClose(gpu.decoded, gpu.input, `${family}: decode(encode(x)) on webgpu`, 1e-4);
+    gpu.grads.forEach((g, i) => assertNear(g, cpu.grads[i]!, `${family}: gradient of parameter ${i}`, 1e-3));
+    gpu.afterAdam.forEach((p, i) => assertNear(p, cpu.afterAdam[i]!, `${family}: parameter ${i} after one Adam step`, 1e-4));
+    assertNear(gpu.samples, cpu.samples, `${family}: samples (T=0.8, same noise)`, 1e-3);
+    assertNear(gpu.decoded, gpu.input, `${family}: decode(encode(x)) on webgpu`, 1e-4);
   }
 });
 

@@ -9,8 +9,7 @@ import { imageBatch } from '../eval/bpd.js';
 import { auditModel, DEFAULT_TOLERANCES } from '../audit/invertibility.js';
 import { oodInputs, type AuditInput } from '../audit/inputs.js';
 import { formatAudit } from '../audit/format.js';
-import { withBackend } from './sample.js';
-import { parseIntOption, parseNumberOption, printJson, run, BACKEND_HELP, defaultBackend } from './common.js';
+import { parseIntOption, parseNumberOption, printJson, run, withBackend, BACKEND_HELP, defaultBackend } from './common.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface CheckFlags {

@@ -26,6 +26,12 @@ export async function startBackend(name: string, quiet = false): Promise<void> {
   for (const note of b.notes) process.stderr.write(`${note}\n`);
 }
 
+/** Picks the backend (flag, else the run's config) before any tensor exists. */
+export async function withBackend<T>(flags: { backend?: string; quiet?: boolean }, load: () => T): Promise<T> {
+  await startBackend(flags.backend ?? 'auto', flags.quiet);
+  return load();
+}
+
 export function parseIntOption(flag: string, min = 0) {
   return (value: string): number => {
     const n = Number(value);

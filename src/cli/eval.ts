@@ -5,10 +5,10 @@ import { loadModel } from '../io/model-io.js';
 import { loadDataset } from '../data/index.js';
 import { perExampleLogProb, bitsPerDim, meanAndStderr } from '../eval/bpd.js';
 import { atomicWriteFile } from '../io/atomic.js';
-import { withBackend } from './sample.js';
-import { printJson, parseShard, inferenceThreads, parseWeights } from './common.js';
+import { printJson, parseShard, inferenceThreads, parseWeights, withBackend } from './common.js';
 import { pointsCommand } from './points.js';
 import { shardIndices, writePart, EVAL_PART_KIND } from '../eval/shard.js';
+import { perClassSummary, perExampleCsv } from '../eval/summary.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface EvalFlags {
@@ -69,6 +69,8 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
     const { mean, stderr } = meanAndStderr(values);
     if (!Number.isFinite(mean)) process.stderr.write(`warning: non-finite ${metric} for some examples; see --per-example\n`);
 
+    // The examples' labels in the order of indices (what the per-class summary and the part files take).
+    const labels = split.labels ? indices.map((i) => split.labels![i]!) : undefined;
     if (shard) {
       writePart(flags.out!, {
         kind: EVAL_PART_KIND,
@@ -84,7 +86,7 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
         indices,
         values: Array.from(values),
         log_prob: Array.from(logp),
-        ...(split.labels ? { labels: indices.map((i) => split.labels![i]!) } : {}),
+        ...(labels ? { labels } : {}),
         dims,
         n_bits: config.data.n_bits,
         ...(data.classNames ? { class_names: data.classNames } : {}),
@@ -93,24 +95,8 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
       else if (!flags.quiet) process.stdout.write(`shard ${shard.index}/${shard.count}: ${indices.length} of ${n} examples of ${describeRun(resolved)} -> ${flags.out}\n`);
       return EXIT.OK;
     }
-    const perClass: Record<string, { [k: string]: number }> = {};
-    if (split.labels) {
-      const groups = new Map<number, number[]>();
-      indices.forEach((i, j) => {
-        const y = split.labels![i]!;
-        if (!groups.has(y)) groups.set(y, []);
-        groups.get(y)!.push(values[j]!);
-      });
-      for (const [y, v] of [...groups].sort((a, b) => a[0] - b[0])) {
-        const m = meanAndStderr(v);
-        perClass[data.classNames?.[y] ?? String(y)] = { [metric]: m.mean, stderr: m.stderr, n: m.n };
-      }
-    }
-    if (flags.perExample) {
-      const header = split.labels ? `index,label,${metric},log_prob_nats` : `index,${metric},log_prob_nats`;
-      const lines = indices.map((i, j) => (split.labels ? `${i},${split.labels[i]},${values[j]},${logp[j]}` : `${i},${values[j]},${logp[j]}`));
-      atomicWriteFile(flags.perExample, [header, ...lines].join('\n') + '\n');
-    }
+    const perClass = perClassSummary(metric, values, labels, data.classNames);
+    if (flags.perExample) atomicWriteFile(flags.perExample, perExampleCsv(metric, indices, values, logp, labels));
     const result = {
       [metric]: mean,
       stderr,

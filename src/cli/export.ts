@@ -8,8 +8,7 @@ import { loadModel, type LoadedModel } from '../io/model-io.js';
 import { readManifest } from '../io/checkpoint.js';
 import { encodeSafetensors, type SafetensorsTensor } from '../io/safetensors.js';
 import { atomicWriteFile } from '../io/atomic.js';
-import { withBackend } from './sample.js';
-import { parseWeights, printJson } from './common.js';
+import { parseWeights, printJson, withBackend } from './common.js';
 import { VERSION } from '../version.js';
 import { UserError, EXIT } from '../errors.js';
 

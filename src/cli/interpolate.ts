@@ -12,8 +12,7 @@ import { atomicWriteFile } from '../io/atomic.js';
 import { loadRunImages } from '../views/examples.js';
 import { interpolate, type InterpolationMode } from '../views/interpolate.js';
 import { compareArrays } from '../views/reconstruct.js';
-import { withBackend } from './sample.js';
-import { parseIntOption, printJson, run, BACKEND_HELP, defaultBackend } from './common.js';
+import { parseIntOption, printJson, run, withBackend, BACKEND_HELP, defaultBackend } from './common.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface InterpolateFlags {

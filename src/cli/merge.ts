@@ -3,8 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp, { type OutputInfo } from 'sharp';
-import { readPart, mergeEvalParts, mergeSampleParts, EVAL_PART_KIND, type EvalPart, type SamplePart, type MergedEval, type MergedSamples } from '../eval/shard.js';
-import { meanAndStderr } from '../eval/bpd.js';
+import { readPart, EVAL_PART_KIND, type EvalPart, type SamplePart } from '../eval/shard.js';
+import { mergeEvalParts, mergeSampleParts, type MergedSamples } from '../eval/merge.js';
+import { mergedEvalSummary, mergedEvalJson, perExampleCsv } from '../eval/summary.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { tile, encodeImageFor, labelledGrid, type ImageBatch, type GridLabels } from '../io/png.js';
 import { printJson } from './common.js';
@@ -32,60 +33,6 @@ export async function mergeCommand(parts: string[], flags: MergeFlags): Promise<
 // ---------------------------------------------------------------------------------------------
 // Eval parts.
 
-/** The object `flow eval --bpd --json` prints, built from a merged result (per_class as eval computes it). */
-export function evalSummary(m: MergedEval): Record<string, unknown> {
-  const perClass: Record<string, Record<string, number>> = {};
-  if (m.labels) {
-    // Same grouping and order as the unsharded eval: examples in index order, classes sorted.
-    const groups = new Map<number, number[]>();
-    m.labels.forEach((y, i) => {
-      if (!groups.has(y)) groups.set(y, []);
-      groups.get(y)!.push(m.values[i]!);
-    });
-    for (const [y, v] of [...groups].sort((a, b) => a[0] - b[0])) {
-      const s = meanAndStderr(v);
-      perClass[m.class_names?.[y] ?? String(y)] = { [m.metric]: s.mean, stderr: s.stderr, n: s.n };
-    }
-  }
-  return {
-    [m.metric]: m.mean,
-    stderr: m.stderr,
-    n: m.n,
-    split: m.split,
-    ...(m.dims !== undefined ? { dims: m.dims } : {}),
-    ...(m.n_bits !== undefined ? { n_bits: m.n_bits } : {}),
-    seed: m.seed,
-    run_dir: m.run_dir,
-    checkpoint: m.checkpoint,
-    step: m.step,
-    ...(Object.keys(perClass).length ? { per_class: perClass } : {}),
-    shards: m.shards,
-  };
-}
-
-/** The per-example CSV `flow eval --per-example` writes, with the same header and number formatting. */
-export function perExampleCsv(m: MergedEval): string {
-  const header = m.labels ? `index,label,${m.metric},log_prob_nats` : `index,${m.metric},log_prob_nats`;
-  const lines = m.indices.map((i) => (m.labels ? `${i},${m.labels[i]},${m.values[i]},${m.log_prob[i]}` : `${i},${m.values[i]},${m.log_prob[i]}`));
-  return [header, ...lines].join('\n') + '\n';
-}
-
-function perExampleRecords(m: MergedEval): Array<Record<string, number>> {
-  return m.indices.map((i) => ({
-    index: i,
-    ...(m.labels ? { label: m.labels[i]! } : {}),
-    [m.metric]: m.values[i]!,
-    log_prob: m.log_prob[i]!,
-  }));
-}
-
-/** The merged eval as JSON: the summary, then per_example with one example per line (readable, diffable). */
-export function evalResultJson(summary: Record<string, unknown>, m: MergedEval): string {
-  const head = JSON.stringify(summary, null, 2).replace(/\n}$/, '');
-  const rows = perExampleRecords(m).map((r) => '    ' + JSON.stringify(r));
-  return `${head},\n  "per_example": [\n${rows.join(',\n')}\n  ]\n}\n`;
-}
-
 function ensureParentDir(file: string): void {
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
 }
@@ -93,9 +40,10 @@ function ensureParentDir(file: string): void {
 async function mergeEval(parts: EvalPart[], sources: string[], flags: MergeFlags): Promise<number> {
   if (!/\.(json|csv)$/i.test(flags.out)) throw new UserError(`--out ${flags.out}: eval parts merge into a .json result or a .csv per-example table`);
   const merged = mergeEvalParts(parts, sources);
-  const summary = evalSummary(merged);
+  const summary = mergedEvalSummary(merged);
   ensureParentDir(flags.out);
-  atomicWriteFile(flags.out, /\.csv$/i.test(flags.out) ? perExampleCsv(merged) : evalResultJson(summary, merged));
+  const csv = () => perExampleCsv(merged.metric, merged.indices, merged.values, merged.log_prob, merged.labels);
+  atomicWriteFile(flags.out, /\.csv$/i.test(flags.out) ? csv() : mergedEvalJson(summary, merged));
   if (!Number.isFinite(merged.mean)) process.stderr.write(`warning: non-finite ${merged.metric} for some examples; see ${flags.out}\n`);
   if (flags.json) printJson({ ...summary, out: flags.out });
   else {

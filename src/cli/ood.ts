@@ -8,8 +8,7 @@ import { loadModel } from '../io/model-io.js';
 import { writeChart } from '../plot/index.js';
 import { parseOodSpec } from '../ood/spec.js';
 import { runOod, oodHistogramSvg, type OodRunResult } from '../ood/run.js';
-import { withBackend } from './sample.js';
-import { parseIntOption, parseNumberOption, printJson, run, BACKEND_HELP, defaultBackend } from './common.js';
+import { parseIntOption, parseNumberOption, printJson, run, withBackend, BACKEND_HELP, defaultBackend } from './common.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface OodFlags {

@@ -8,8 +8,7 @@ import { loadModel } from '../io/model-io.js';
 import { loadDataset } from '../data/index.js';
 import { densityGrid, densityFigure, sampleVectors, squareDomain } from '../views/density.js';
 import { readMetrics, trainingCurves, writeChart, type Domain } from '../plot/index.js';
-import { withBackend } from './sample.js';
-import { parseIntOption, parseNumberOption, printJson, run, BACKEND_HELP, defaultBackend } from './common.js';
+import { parseIntOption, parseNumberOption, printJson, run, withBackend, BACKEND_HELP, defaultBackend } from './common.js';
 import { UserError, EXIT } from '../errors.js';
 
 export interface DensityFlags {

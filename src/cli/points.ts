@@ -7,8 +7,7 @@ import { loadModel } from '../io/model-io.js';
 import { readCsv } from '../data/csv.js';
 import { logDensity } from '../views/density.js';
 import { atomicWriteFile } from '../io/atomic.js';
-import { withBackend } from './sample.js';
-import { printJson } from './common.js';
+import { printJson, withBackend } from './common.js';
 import { meanAndStderr } from '../eval/bpd.js';
 import { UserError, EXIT } from '../errors.js';
 

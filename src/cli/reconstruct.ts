@@ -10,8 +10,7 @@ import { tile, encodeImageFor, imageFormatOf } from '../io/png.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { loadRunImages } from '../views/examples.js';
 import { reconstruct, originalsAboveReconstructions, compareArrays } from '../views/reconstruct.js';
-import { withBackend } from './sample.js';
-import { parseIntOption, printJson, run, BACKEND_HELP, defaultBackend } from './common.js';
+import { parseIntOption, printJson, run, withBackend, BACKEND_HELP, defaultBackend } from './common.js';
 import { EXIT } from '../errors.js';
 
 export interface ReconstructFlags {

@@ -8,7 +8,7 @@ import { toPixels } from '../data/preprocess.js';
 import { tile, encodePng, encodeImageFor, imageFormatOf, labelledGrid, type ImageBatch } from '../io/png.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { Rng } from '../rng.js';
-import { startBackend, parseNumberList, parseShard, printJson, inferenceThreads, parseWeights } from './common.js';
+import { withBackend, parseNumberList, parseShard, printJson, inferenceThreads, parseWeights } from './common.js';
 import { shardIndices, writePart, SAMPLE_PART_KIND, type SamplePart } from '../eval/shard.js';
 import { sampleFileName, sampleGridLabels } from './merge.js';
 import { UserError, EXIT } from '../errors.js';
@@ -154,10 +154,4 @@ async function sampleShard(meta: LoadedModel['meta'], r: RunInfo, flags: SampleF
   if (flags.json) printJson({ part: partFile, shard, n: indices.length, total: flags.n, run_dir: r.runDir, checkpoint: r.checkpoint, step: r.step });
   else if (!flags.quiet) process.stdout.write(`shard ${shard.index}/${shard.count}: wrote ${indices.length} of ${flags.n} samples of ${describeRun(r)} to ${flags.outDir}; part file ${partFile}\n`);
   return EXIT.OK;
-}
-
-/** Picks the backend (flag, else the run's config) before any tensor exists. */
-export async function withBackend<T>(flags: { backend?: string; quiet?: boolean }, load: () => T): Promise<T> {
-  await startBackend(flags.backend ?? 'auto', flags.quiet);
-  return load();
 }

@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { toStorageError, writeFileSynced } from './atomic.js';
+import { isPidAlive } from './pid.js';
 
 export interface LockInfo {
   pid: number;
@@ -26,24 +27,6 @@ export interface RunLock {
 }
 
 export const LOCK_FILE = '.lock';
-
-function isPidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    // A killed process stays signalable as a zombie until its parent reaps it: it holds nothing.
-    return !isZombie(pid);
-  } catch (e) {
-    // EPERM: it exists but belongs to another user.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Linux: state 'Z' in /proc/<pid>/stat (field 3, after the parenthesised command name). */
-function isZombie(pid: number): boolean {
-  const stat = readText(`/proc/${pid}/stat`);
-  if (!stat) return false;
-  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
-}
 
 function readText(path: string): string | null {
   try {

@@ -6,6 +6,7 @@ import { buildModel } from '../flows/model.js';
 import type { Config } from '../config/schema.js';
 import { loadCheckpoint, record, type CheckpointContent, type TensorRecord } from './checkpoint.js';
 import { UserError } from '../errors.js';
+import { parseModelMeta } from './train-state.js';
 
 /** What a checkpoint must know about the data to rebuild the model without loading the data. */
 export interface ModelMeta {
@@ -62,14 +63,13 @@ export interface LoadedModel {
  */
 export function loadModel(checkpointDir: string, weights: 'average' | 'raw' = 'average'): LoadedModel {
   const checkpoint = loadCheckpoint(checkpointDir);
-  const state = checkpoint.state as { meta?: ModelMeta };
-  if (!state?.meta) throw new UserError(`${checkpointDir}: state.json has no model meta; expected a checkpoint written by flow train`);
+  const meta: ModelMeta = parseModelMeta(checkpoint.state, checkpointDir);
   const config = checkpoint.config;
-  const model = buildModel(config.model, state.meta.dataShape, { seed: config.seed, numClasses: state.meta.numClasses });
+  const model = buildModel(config.model, meta.dataShape, { seed: config.seed, numClasses: meta.numClasses });
   const byName = recordsByName(checkpoint);
   assignModel(model, byName, checkpointDir);
   const trainable = model.variables().filter(([, v]) => v.trainable);
   const useAverage = weights === 'average' && trainable.length > 0 && trainable.every(([name]) => byName.has(averageRecordName(name)));
   if (useAverage) assignVariables(trainable, byName, averageRecordName, checkpointDir);
-  return { model, config, meta: state.meta, step: checkpoint.step, checkpoint, weights: useAverage ? 'average' : 'raw' };
+  return { model, config, meta, step: checkpoint.step, checkpoint, weights: useAverage ? 'average' : 'raw' };
 }

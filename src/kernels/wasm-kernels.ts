@@ -11,7 +11,9 @@
 // gradients make; anything else goes to the original kernel.
 //
 // Also registers FlowMatMulTN (Aᵀ·B without transposing A or repacking B, src/backend/wasm-simd.ts).
+import { createRequire } from 'node:module';
 import { tf } from '../tf.js';
+import { FlowFailure } from '../errors.js';
 import { gemm, matMulTransposedA, packB, reluGrad, simdSupported } from './wasm-simd.js';
 
 interface WasmBackendLike {
@@ -48,12 +50,40 @@ export function wasmKernelsInstalled(): boolean {
   return restore !== null;
 }
 
+/**
+ * The tfjs release these kernels were written against: they read private fields of its wasm backend
+ * (dataIdMap, typedArrayFromHeap, wasm.asm.memory), which another release may lay out differently.
+ */
+export const PINNED_TFJS = '4.22.0';
+
+/** tfjs-core's version and the wasm backend's (null when the wasm package is not installed). */
+export function installedTfjsVersions(): { core: string; wasm: string | null } {
+  let wasm: string | null = null;
+  try {
+    wasm = (createRequire(import.meta.url)('@tensorflow/tfjs-backend-wasm') as { version_wasm?: string }).version_wasm ?? null;
+  } catch {
+    /* not installed: only core is checked */
+  }
+  return { core: tf.version_core, wasm };
+}
+
+/** A FlowFailure (one line) unless tfjs-core and the wasm backend are the pinned release. */
+export function assertPinnedTfjs(v: { core: string; wasm: string | null }): void {
+  const wrong = [['@tensorflow/tfjs-core', v.core] as const, ['@tensorflow/tfjs-backend-wasm', v.wasm] as const].filter(([, ver]) => ver !== null && ver !== PINNED_TFJS);
+  if (!wrong.length) return;
+  throw new FlowFailure(
+    `${wrong.map(([pkg, ver]) => `${pkg} is ${ver}`).join(' and ')}, but flow's wasm kernels read private fields of the tfjs ${PINNED_TFJS} wasm backend; ` +
+      `expected ${PINNED_TFJS} as package.json pins it (run npm ci), or use --backend cpu`,
+  );
+}
+
 /** Installs the faster Identity and Transpose kernels for the wasm backend (idempotent). */
 export function installWasmKernels(): void {
   if (restore) return;
   const identity = tf.getKernel('Identity', 'wasm');
   const transpose = tf.getKernel('Transpose', 'wasm');
   if (!identity || !transpose) return; // the wasm backend is not loaded (yet)
+  assertPinnedTfjs(installedTfjsVersions());
   const originalIdentity = identity.kernelFunc;
   const originalTranspose = transpose.kernelFunc;
   restore = [() => replace(identity, originalIdentity), () => replace(transpose, originalTranspose)];

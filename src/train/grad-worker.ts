@@ -11,7 +11,7 @@ import { selectBackend, type BackendChoice } from '../backend/select.js';
 import { buildModel, type FlowModel } from '../flows/model.js';
 import { Rng } from '../rng.js';
 import { lossAndGrads } from './step.js';
-import { CTL, COMMAND, F64, HEADER_BYTES, type IoLayout, type VariableInfo, type WorkerMessage } from './parallel.js';
+import { CTL, COMMAND, F64, HEADER_BYTES, type IoLayout, type VariableInfo, type WorkerMessage } from './protocol.js';
 
 interface Start {
   config: Config;

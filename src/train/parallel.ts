@@ -10,6 +10,10 @@
 // So every method stays synchronous, like src/train/step.ts's lossAndGrads, and needs no event-loop
 // turn. A batch is split by a fixed rule and every share is computed deterministically, so the same
 // inputs give bitwise the same results (exact resume holds).
+//
+// Over 350 lines for a reason: it is one class, whose three public computations share the private
+// dispatch/collect/resize machinery; split up, that machinery would have to be exported. The message
+// protocol it shares with grad-worker.ts is in protocol.ts.
 import { Worker, MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { tf } from '../tf.js';
 import type { Config } from '../config/schema.js';
@@ -18,75 +22,9 @@ import type { ModelMeta } from '../io/model-io.js';
 import type { Rng } from '../rng.js';
 import { lossAndGrads as singleLossAndGrads, type Batch, type ObjectiveOptions } from './step.js';
 import { UserError } from '../errors.js';
+import { CTL, COMMAND, F64, HEADER_BYTES, ioLayout, type IoLayout, type VariableInfo, type WorkerMessage } from './protocol.js';
 
 export type { Batch, ObjectiveOptions };
-
-/** One variable of the model as the worker reports it (model.variables() order). */
-export interface VariableInfo {
-  name: string;
-  shape: number[];
-  trainable: boolean;
-}
-
-// ---- Shared memory protocol (grad-worker.ts reads the same constants) ----
-
-/** Int32 slots at the start of each worker's I/O buffer. */
-export const CTL = {
-  /** Incremented by the main thread for each request. */
-  request: 0,
-  /** Set to the request number by the worker when it is done. */
-  response: 1,
-  command: 2,
-  rows: 3,
-  /** 0 ok, 1 the worker failed (its message is on the port). */
-  status: 4,
-  dims: 5,
-  nBins: 6,
-  /** 1 for 'bpd', 0 for 'nll'. */
-  lossIsBpd: 7,
-  /** Number of requested gradients (their variable indices follow the header). */
-  paramCount: 8,
-  /** 1 when the rows come with labels. */
-  hasLabels: 9,
-} as const;
-export const COMMAND = { gradients: 1, stop: 2, resize: 3, logProb: 4, sample: 5 } as const;
-/** Header: 16 int32 slots, then float64 slots. */
-export const HEADER_BYTES = 16 * 4 + 4 * 8;
-export const F64 = {
-  /** In: the class-loss weight (gradients) or the temperature (sample). */
-  param: 8,
-  /** Out: the share's loss. */
-  loss: 9,
-} as const;
-
-/** Byte offsets of the regions of a worker's I/O buffer. */
-export interface IoLayout {
-  capacityRows: number;
-  rowSize: number;
-  paramIndex: number;
-  /** Input rows, float32 [capacityRows, rowSize]. */
-  x: number;
-  /** Labels, int32 [capacityRows]. */
-  labels: number;
-  /** Per-row noise-stream states (sample), uint32 [capacityRows]. */
-  states: number;
-  /** Per-row outputs (log-densities or samples), float32 [capacityRows, rowSize]. */
-  out: number;
-  /** Gradients of the requested variables, float32, concatenated. */
-  grads: number;
-  bytes: number;
-}
-
-export function ioLayout(capacityRows: number, rowSize: number, variableCount: number, gradFloats: number): IoLayout {
-  const align = (n: number) => Math.ceil(n / 16) * 16;
-  const paramIndex = HEADER_BYTES;
-  const x = align(paramIndex + variableCount * 4);
-  const labels = align(x + capacityRows * rowSize * 4);
-  const states = align(labels + capacityRows * 4);
-  const out = align(states + capacityRows * 4);
-  const grads = align(out + capacityRows * rowSize * 4);
-  return { capacityRows, rowSize, paramIndex, x, labels, states, out, grads, bytes: align(grads + gradFloats * 4) };
-}
 
 /**
  * How a batch of n rows is shared among `threads` (main thread first). The main thread's share is
@@ -106,8 +44,6 @@ export function shares(n: number, threads: number, mainWeight = 1): number[] {
 /** Default weight of the main thread's share (see shares). */
 export const MAIN_WEIGHT = 1;
 
-/** Messages from a worker during start-up. */
-export type WorkerMessage = { type: 'ready'; variables: VariableInfo[] } | { type: 'error'; message: string };
 
 interface WorkerHandle {
   worker: Worker;
