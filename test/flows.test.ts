@@ -6,8 +6,9 @@ import '@tensorflow/tfjs-backend-cpu';
 import { tf, type Tensor } from '../src/tf.js';
 import { Rng } from '../src/rng.js';
 import type { Bijector, NamedVariable } from '../src/flows/bijector.js';
-import { ActNorm, DiagonalScale, InvConv1x1, ReversePermutation, ShufflePermutation, Squeeze, logAbsDetWithGrad } from '../src/flows/layers.js';
-import { HalfCoupling, MaskedCoupling, couplingMask, type CouplingKind, type MaskType } from '../src/flows/coupling.js';
+import { ActNorm, DiagonalScale, ReversePermutation, ShufflePermutation, Squeeze } from '../src/flows/layers.js';
+import { InvConv1x1, logAbsDetWithGrad } from '../src/flows/invconv.js';
+import { HalfCoupling, MaskedCoupling, couplingMask, halfCouplingTransformer, maskedCouplingTransformer, type CouplingKind, type MaskType } from '../src/flows/coupling.js';
 import { ConvNet, MLP, ZeroConv } from '../src/flows/nets.js';
 import { Chain, Inverse } from '../src/flows/chain.js';
 import { auditBijector, bruteForceLogAbsDet } from '../src/flows/audit.js';
@@ -186,16 +187,16 @@ test('NICE diagonal scaling', () => {
 
 test('half couplings (Glow affine, NICE additive) on images and vectors, even and odd widths', () => {
   for (const kind of ['affine', 'additive'] as CouplingKind[]) {
-    layerCase(`${kind} coupling image`, IMG4, (rng) => new HalfCoupling(kind, 4, convNet(rng)));
-    layerCase(`${kind} coupling image c2`, IMG, (rng) => new HalfCoupling(kind, 2, convNet(rng)));
-    layerCase(`${kind} coupling vector`, VEC, (rng) => new HalfCoupling(kind, 4, mlp(rng)));
-    layerCase(`${kind} coupling vector odd`, [3, 3], (rng) => new HalfCoupling(kind, 3, mlp(rng)));
+    layerCase(`${kind} coupling image`, IMG4, (rng) => new HalfCoupling(4, halfCouplingTransformer(kind), convNet(rng)));
+    layerCase(`${kind} coupling image c2`, IMG, (rng) => new HalfCoupling(2, halfCouplingTransformer(kind), convNet(rng)));
+    layerCase(`${kind} coupling vector`, VEC, (rng) => new HalfCoupling(4, halfCouplingTransformer(kind), mlp(rng)));
+    layerCase(`${kind} coupling vector odd`, [3, 3], (rng) => new HalfCoupling(3, halfCouplingTransformer(kind), mlp(rng)));
   }
 });
 
 test('untrained affine coupling leaves the conditioning half and scales by sigmoid(2)', () => {
   const rng = new Rng(1);
-  const b = new HalfCoupling('affine', 4, convNet(rng));
+  const b = new HalfCoupling(4, halfCouplingTransformer('affine'), convNet(rng));
   const x = randomTensor(IMG4, rng);
   const { y, logdet } = b.forward(x);
   const xv = x.dataSync();
@@ -214,8 +215,8 @@ test('RealNVP masked couplings: checkerboard and channel masks, both parities, i
   for (const kind of ['affine', 'additive'] as CouplingKind[]) {
     for (const type of ['checkerboard', 'channel'] as MaskType[]) {
       for (const parity of [0, 1]) {
-        layerCase(`masked ${kind} ${type} ${parity} image`, IMG, (rng) => new MaskedCoupling(kind, [4, 4, 2], type, parity, convNet(rng)));
-        layerCase(`masked ${kind} ${type} ${parity} vector`, VEC, (rng) => new MaskedCoupling(kind, [4], type, parity, mlp(rng)));
+        layerCase(`masked ${kind} ${type} ${parity} image`, IMG, (rng) => new MaskedCoupling([4, 4, 2], type, parity, maskedCouplingTransformer(kind, 2), convNet(rng)));
+        layerCase(`masked ${kind} ${type} ${parity} vector`, VEC, (rng) => new MaskedCoupling([4], type, parity, maskedCouplingTransformer(kind, 4), mlp(rng)));
       }
     }
   }
@@ -238,13 +239,13 @@ test('chain and inverse', () => {
   const steps = (rng: Rng) => [
     new ActNorm(4),
     new InvConv1x1(4, rng),
-    new HalfCoupling('affine', 4, convNet(rng)),
-    new Chain('inner', [new ReversePermutation(), new HalfCoupling('additive', 4, convNet(rng), 'coupling2')]),
+    new HalfCoupling(4, halfCouplingTransformer('affine'), convNet(rng)),
+    new Chain('inner', [new ReversePermutation(), new HalfCoupling(4, halfCouplingTransformer('additive'), convNet(rng), 'coupling2')]),
   ];
   layerCase('chain', IMG4, (rng) => new Chain('chain', steps(rng)), { init: true });
-  layerCase('inverse coupling', IMG4, (rng) => new Inverse(new HalfCoupling('affine', 4, convNet(rng))));
-  layerCase('inverse chain', IMG4, (rng) => new Inverse(new Chain('chain', [new InvConv1x1(4, rng, { lu: false }), new MaskedCoupling('affine', [2, 2, 4], 'checkerboard', 1, convNet(rng))])));
-  layerCase('squeeze chain', IMG, (rng) => new Chain('c', [new Squeeze(), new HalfCoupling('affine', 8, convNet(rng))]));
+  layerCase('inverse coupling', IMG4, (rng) => new Inverse(new HalfCoupling(4, halfCouplingTransformer('affine'), convNet(rng))));
+  layerCase('inverse chain', IMG4, (rng) => new Inverse(new Chain('chain', [new InvConv1x1(4, rng, { lu: false }), new MaskedCoupling([2, 2, 4], 'checkerboard', 1, maskedCouplingTransformer('affine', 4), convNet(rng))])));
+  layerCase('squeeze chain', IMG, (rng) => new Chain('c', [new Squeeze(), new HalfCoupling(8, halfCouplingTransformer('affine'), convNet(rng))]));
   const rng = new Rng(2);
   const chain = new Chain('c', steps(rng));
   assert.deepEqual(
@@ -253,7 +254,7 @@ test('chain and inverse', () => {
   );
   assert.ok(chain.variables().some(([n]) => n === 'coupling.nn.conv1.kernel'));
   assert.ok(chain.variables().some(([n]) => n === 'inner.coupling2.nn.out.logscale'));
-  assert.deepEqual(chain.leaves().map((l) => l.name), ['c.actnorm', 'c.invconv', 'c.coupling', 'c.inner.permute', 'c.inner.coupling2']);
+  assert.deepEqual(chain.leaves([2, 2, 4]).map((l) => l.name), ['c.actnorm', 'c.invconv', 'c.coupling', 'c.inner.permute', 'c.inner.coupling2']);
   assert.throws(() => new Chain('dup', [new ReversePermutation(), new ReversePermutation()]), /two layers are named 'permute'/);
   dispose(chain);
 });

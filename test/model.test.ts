@@ -150,16 +150,17 @@ test('conditional models: class-dependent samples, labels required, class logits
   const logp1 = values(model.logProb(x, tf.ones([4], 'int32')));
   assert.notDeepEqual(logp0, logp1, 'the label changes the density');
   assert.throws(() => model.logProb(x), /labels are required/);
-  const logits = model.classLogits!(x)!;
-  assert.deepEqual(logits.shape, [4, 3]);
   const both = model.logProbAndLogits(x, labels);
-  assert.deepEqual(values(both.logits!), values(logits));
+  assert.deepEqual(both.logits!.shape, [4, 3]);
+  // The classifier sees the top latent only, which the labels do not change.
+  assert.deepEqual(values(both.logits!), values(model.logProbAndLogits(x, tf.zeros([4], 'int32')).logits!));
   assert.deepEqual(values(both.logp), values(model.logProb(x, labels)));
   // Every trainable variable gets a gradient from the objective the trainer uses.
   const params = model.trainableVariables();
   const { value, grads } = tf.variableGrads(() => {
-    const nll = tf.neg(tf.mean(model.logProb(x, labels)));
-    const ce = tf.losses.softmaxCrossEntropy(tf.oneHot(labels!, 3), model.classLogits!(x)!);
+    const { logp, logits } = model.logProbAndLogits(x, labels);
+    const nll = tf.neg(tf.mean(logp));
+    const ce = tf.losses.softmaxCrossEntropy(tf.oneHot(labels!, 3), logits!);
     return tf.add(nll, ce) as tf.Scalar;
   }, params);
   for (const p of params) assert.ok(grads[p.name], `no gradient for ${model.variables().find(([, v]) => v === p)?.[0]}`);
@@ -168,7 +169,7 @@ test('conditional models: class-dependent samples, labels required, class logits
   // Unconditional models have no classifier and ignore labels.
   const plain = buildModel(config({ family: 'glow' }), [4, 4, 2], { seed: 0 });
   const xp = tf.zeros([1, 4, 4, 2]);
-  assert.equal(plain.classLogits?.(xp), undefined);
+  assert.equal(plain.logProbAndLogits(xp).logits, undefined);
   plain.dispose();
   xp.dispose();
   assert.throws(() => buildModel(cfg, [4, 4, 2], { seed: 0 }), /needs labelled data/);
