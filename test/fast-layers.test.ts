@@ -14,7 +14,7 @@ import { buildModel } from '../src/flows/model.js';
 import { parseConfigText } from '../src/config/load.js';
 import { lossAndGrads } from '../src/train/step.js';
 import { Optimizer } from '../src/train/optimizer.js';
-import { HalfCoupling } from '../src/flows/coupling.js';
+import { HalfCoupling, halfCouplingTransformer } from '../src/flows/coupling.js';
 import { interleavedHeads } from '../src/flows/bijector.js';
 import type { Net } from '../src/flows/nets.js';
 import { assertClose } from './helpers.js';
@@ -346,7 +346,7 @@ test('fused affine coupling (eval and sampling on wasm) equals the tf-op couplin
   for (const floor of [0, 0.05]) {
     for (const shape of [[3, 5, 4, 4], [2, 3, 3, 5], [1, 2, 2, 2], [4, 3]]) {
       const c = shape[shape.length - 1]!;
-      const coupling = new HalfCoupling('affine', c, randomNet, 'c', floor);
+      const coupling = new HalfCoupling(c, halfCouplingTransformer('affine', floor), randomNet, 'c');
       const x = tf.tensor(rng.normalArray(size(shape)), shape);
       const what = `floor ${floor}, [${shape}]`;
       const run = () => {
@@ -370,7 +370,7 @@ test('fused affine coupling (eval and sampling on wasm) equals the tf-op couplin
   }
   // Raw scales down to about -1000: the scale underflows to 0, the log-determinant must stay finite.
   weightScale = 400;
-  const coupling = new HalfCoupling('affine', 4, randomNet, 'c', 0);
+  const coupling = new HalfCoupling(4, halfCouplingTransformer('affine', 0), randomNet, 'c');
   const x = tf.tensor(rng.normalArray(2 * 3 * 3 * 4), [2, 3, 3, 4]);
   const fused = coupling.forward(x).logdet;
   setFastGradients('off');

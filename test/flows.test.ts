@@ -5,10 +5,12 @@ import assert from 'node:assert/strict';
 import '@tensorflow/tfjs-backend-cpu';
 import { tf, type Tensor } from '../src/tf.js';
 import { Rng } from '../src/rng.js';
-import type { Bijector, NamedVariable } from '../src/flows/bijector.js';
-import { ActNorm, DiagonalScale, InvConv1x1, ReversePermutation, ShufflePermutation, Squeeze, logAbsDetWithGrad } from '../src/flows/layers.js';
-import { HalfCoupling, MaskedCoupling, couplingMask, type CouplingKind, type MaskType } from '../src/flows/coupling.js';
+import { type Bijector, type ForwardResult, type InverseResult, type NamedVariable, ShapeError } from '../src/flows/bijector.js';
+import { ActNorm, DiagonalScale, ReversePermutation, ShufflePermutation, Squeeze } from '../src/flows/layers.js';
+import { InvConv1x1, logAbsDetWithGrad } from '../src/flows/invconv.js';
+import { HalfCoupling, MaskedCoupling, couplingMask, halfCouplingTransformer, maskedCouplingTransformer, type CouplingKind, type MaskType } from '../src/flows/coupling.js';
 import { ConvNet, MLP, ZeroConv } from '../src/flows/nets.js';
+import { AdditiveTransformer, SigmoidAffineTransformer, TanhAffineTransformer, type Transformer } from '../src/flows/transformers.js';
 import { Chain, Inverse } from '../src/flows/chain.js';
 import { auditBijector, bruteForceLogAbsDet } from '../src/flows/audit.js';
 import * as la from '../src/flows/linalg.js';
@@ -186,16 +188,74 @@ test('NICE diagonal scaling', () => {
 
 test('half couplings (Glow affine, NICE additive) on images and vectors, even and odd widths', () => {
   for (const kind of ['affine', 'additive'] as CouplingKind[]) {
-    layerCase(`${kind} coupling image`, IMG4, (rng) => new HalfCoupling(kind, 4, convNet(rng)));
-    layerCase(`${kind} coupling image c2`, IMG, (rng) => new HalfCoupling(kind, 2, convNet(rng)));
-    layerCase(`${kind} coupling vector`, VEC, (rng) => new HalfCoupling(kind, 4, mlp(rng)));
-    layerCase(`${kind} coupling vector odd`, [3, 3], (rng) => new HalfCoupling(kind, 3, mlp(rng)));
+    layerCase(`${kind} coupling image`, IMG4, (rng) => new HalfCoupling(4, halfCouplingTransformer(kind), convNet(rng)));
+    layerCase(`${kind} coupling image c2`, IMG, (rng) => new HalfCoupling(2, halfCouplingTransformer(kind), convNet(rng)));
+    layerCase(`${kind} coupling vector`, VEC, (rng) => new HalfCoupling(4, halfCouplingTransformer(kind), mlp(rng)));
+    layerCase(`${kind} coupling vector odd`, [3, 3], (rng) => new HalfCoupling(3, halfCouplingTransformer(kind), mlp(rng)));
   }
+  layerCase('affine coupling with a scale floor', IMG4, (rng) => new HalfCoupling(4, halfCouplingTransformer('affine', 0.1), convNet(rng)));
 });
+
+/** A transformer with fixed parameters (one example's worth, broadcast over the batch) as a bijector. */
+class FixedParameters implements Bijector {
+  readonly name = 'fixed';
+  constructor(
+    readonly transformer: Transformer,
+    readonly params: Tensor[],
+  ) {}
+  forward(x: Tensor): ForwardResult {
+    return this.transformer.forward(x, this.params);
+  }
+  inverse(y: Tensor): InverseResult {
+    return this.transformer.inverse(y, this.params);
+  }
+  outputShape(shape: readonly number[]): number[] {
+    return [...shape];
+  }
+  variables(): NamedVariable[] {
+    return this.transformer.variables();
+  }
+}
+
+test('transformers alone: invertible with the Jacobian log|det| for random parameters; zero parameters are the identity', () => {
+  const shape = [1, 2, 2, 3];
+  const made: Tensor[] = [];
+  const transformers: Array<[string, () => Transformer]> = [
+    ['additive', () => new AdditiveTransformer()],
+    ['sigmoid affine', () => new SigmoidAffineTransformer()],
+    ['sigmoid affine floor', () => new SigmoidAffineTransformer(0.2)],
+    ['tanh affine', () => new TanhAffineTransformer(3)],
+  ];
+  for (const [label, make] of transformers) {
+    layerCase(`transformer ${label}`, shape, (rng) => {
+      const t = make();
+      const params = tf.tidy(() => t.parameters(Array.from({ length: t.heads }, () => randomTensor(shape, rng))));
+      made.push(...params);
+      return new FixedParameters(t, params);
+    });
+    // MaskedCoupling relies on this: it zeroes the parameters where it keeps the input.
+    const t = make();
+    const x = randomTensor([2, 2, 2, 3], new Rng(4));
+    const zeros = Array.from({ length: t.heads }, () => tf.zeros(shape));
+    const { y, logdet } = t.forward(x, zeros);
+    assert.equal(maxAbs(tf.sub(y, x)), 0, `${label}: zero parameters change x`);
+    assert.equal(maxAbs(logdet), 0, `${label}: zero parameters have a log|det|`);
+    tf.dispose([x, y, logdet, ...zeros]);
+    for (const [, v] of t.variables()) v.dispose();
+  }
+  tf.dispose(made);
+});
+
+function maxAbs(t: Tensor): number {
+  const m = tf.tidy(() => tf.max(tf.abs(t)));
+  const v = m.dataSync()[0]!;
+  tf.dispose([m, t]);
+  return v;
+}
 
 test('untrained affine coupling leaves the conditioning half and scales by sigmoid(2)', () => {
   const rng = new Rng(1);
-  const b = new HalfCoupling('affine', 4, convNet(rng));
+  const b = new HalfCoupling(4, halfCouplingTransformer('affine'), convNet(rng));
   const x = randomTensor(IMG4, rng);
   const { y, logdet } = b.forward(x);
   const xv = x.dataSync();
@@ -214,8 +274,8 @@ test('RealNVP masked couplings: checkerboard and channel masks, both parities, i
   for (const kind of ['affine', 'additive'] as CouplingKind[]) {
     for (const type of ['checkerboard', 'channel'] as MaskType[]) {
       for (const parity of [0, 1]) {
-        layerCase(`masked ${kind} ${type} ${parity} image`, IMG, (rng) => new MaskedCoupling(kind, [4, 4, 2], type, parity, convNet(rng)));
-        layerCase(`masked ${kind} ${type} ${parity} vector`, VEC, (rng) => new MaskedCoupling(kind, [4], type, parity, mlp(rng)));
+        layerCase(`masked ${kind} ${type} ${parity} image`, IMG, (rng) => new MaskedCoupling([4, 4, 2], type, parity, maskedCouplingTransformer(kind, 2), convNet(rng)));
+        layerCase(`masked ${kind} ${type} ${parity} vector`, VEC, (rng) => new MaskedCoupling([4], type, parity, maskedCouplingTransformer(kind, 4), mlp(rng)));
       }
     }
   }
@@ -238,13 +298,13 @@ test('chain and inverse', () => {
   const steps = (rng: Rng) => [
     new ActNorm(4),
     new InvConv1x1(4, rng),
-    new HalfCoupling('affine', 4, convNet(rng)),
-    new Chain('inner', [new ReversePermutation(), new HalfCoupling('additive', 4, convNet(rng), 'coupling2')]),
+    new HalfCoupling(4, halfCouplingTransformer('affine'), convNet(rng)),
+    new Chain('inner', [new ReversePermutation(), new HalfCoupling(4, halfCouplingTransformer('additive'), convNet(rng), 'coupling2')]),
   ];
   layerCase('chain', IMG4, (rng) => new Chain('chain', steps(rng)), { init: true });
-  layerCase('inverse coupling', IMG4, (rng) => new Inverse(new HalfCoupling('affine', 4, convNet(rng))));
-  layerCase('inverse chain', IMG4, (rng) => new Inverse(new Chain('chain', [new InvConv1x1(4, rng, { lu: false }), new MaskedCoupling('affine', [2, 2, 4], 'checkerboard', 1, convNet(rng))])));
-  layerCase('squeeze chain', IMG, (rng) => new Chain('c', [new Squeeze(), new HalfCoupling('affine', 8, convNet(rng))]));
+  layerCase('inverse coupling', IMG4, (rng) => new Inverse(new HalfCoupling(4, halfCouplingTransformer('affine'), convNet(rng))));
+  layerCase('inverse chain', IMG4, (rng) => new Inverse(new Chain('chain', [new InvConv1x1(4, rng, { lu: false }), new MaskedCoupling([2, 2, 4], 'checkerboard', 1, maskedCouplingTransformer('affine', 4), convNet(rng))])));
+  layerCase('squeeze chain', IMG, (rng) => new Chain('c', [new Squeeze(), new HalfCoupling(8, halfCouplingTransformer('affine'), convNet(rng))]));
   const rng = new Rng(2);
   const chain = new Chain('c', steps(rng));
   assert.deepEqual(
@@ -253,9 +313,87 @@ test('chain and inverse', () => {
   );
   assert.ok(chain.variables().some(([n]) => n === 'coupling.nn.conv1.kernel'));
   assert.ok(chain.variables().some(([n]) => n === 'inner.coupling2.nn.out.logscale'));
-  assert.deepEqual(chain.leaves().map((l) => l.name), ['c.actnorm', 'c.invconv', 'c.coupling', 'c.inner.permute', 'c.inner.coupling2']);
+  assert.deepEqual(chain.leaves([2, 2, 4]).map((l) => l.name), ['c.actnorm', 'c.invconv', 'c.coupling', 'c.inner.permute', 'c.inner.coupling2']);
   assert.throws(() => new Chain('dup', [new ReversePermutation(), new ReversePermutation()]), /two layers are named 'permute'/);
   dispose(chain);
+});
+
+test('every layer reports its output shape; a chain checks them as it is built and names the layer that does not fit', () => {
+  const rng = new Rng(6);
+  assert.deepEqual(new Squeeze().outputShape([4, 6, 2]), [2, 3, 8]);
+  assert.throws(() => new Squeeze().outputShape([3, 4, 2]), /even H and W/);
+  assert.throws(() => new Squeeze().outputShape([8]), /\[H,W,C\]/);
+  const coupling = new HalfCoupling(8, halfCouplingTransformer('affine'), convNet(rng));
+  const layers = [new ActNorm(4), new Chain('inner', [new ReversePermutation(), coupling])];
+  assert.throws(
+    () => new Chain('c', layers, [2, 2, 4]),
+    (e: unknown) => e instanceof ShapeError && e.layer === 'c.inner.coupling' && /layer c\.inner\.coupling: expects 8 channels, got \[2,2,4\]/.test(e.message),
+  );
+  // Without an input shape nothing is checked yet; with the right one the chain says its output shape.
+  const squeezed = new Chain('s', [new Squeeze(), new ActNorm(8), new DiagonalScale([2, 2, 8]), new InvConv1x1(8, rng)], [4, 4, 2]);
+  assert.deepEqual(squeezed.outputShape([4, 4, 2]), [2, 2, 8]);
+  assert.throws(() => squeezed.outputShape([4, 4, 1]), /layer s\.actnorm: expects 8 channels, got \[2,2,4\]/);
+  assert.throws(() => new DiagonalScale([2, 2, 8]).outputShape([2, 2, 4]), /expects \[2,2,8\], got \[2,2,4\]/);
+  const masked = new MaskedCoupling([4, 4, 2], 'checkerboard', 0, maskedCouplingTransformer('affine', 2), convNet(rng));
+  assert.throws(() => masked.outputShape([4, 4, 3]), /expects \[4,4,2\]/);
+  assert.throws(() => new Inverse(new Squeeze()).outputShape([4, 4, 2]), /changes the shape/);
+  assert.deepEqual(new Inverse(masked).outputShape([4, 4, 2]), [4, 4, 2]);
+  for (const b of [...layers, squeezed, masked]) dispose(b);
+});
+
+/** Records the context it is called with. */
+class ContextRecorder implements Bijector {
+  constructor(
+    readonly name: string,
+    readonly seen: string[],
+  ) {}
+  private record(what: string, x: Tensor, context?: Tensor): { out: Tensor; logdet: Tensor } {
+    this.seen.push(`${this.name} ${what} ${context ? `[${context.shape}]` : 'none'}`);
+    return { out: x, logdet: tf.zeros([x.shape[0]!]) };
+  }
+  forward(x: Tensor, context?: Tensor): ForwardResult {
+    const r = this.record('forward', x, context);
+    return { y: r.out, logdet: r.logdet };
+  }
+  inverse(y: Tensor, context?: Tensor): InverseResult {
+    const r = this.record('inverse', y, context);
+    return { x: r.out, logdet: r.logdet };
+  }
+  initialize(x: Tensor, context?: Tensor): void {
+    this.record('initialize', x, context);
+  }
+  outputShape(shape: readonly number[]): number[] {
+    return [...shape];
+  }
+  variables(): NamedVariable[] {
+    return [];
+  }
+}
+
+test('a chain hands the context to every layer, nested ones included, in forward, inverse and initialize', () => {
+  const seen: string[] = [];
+  const chain = new Chain('c', [new ContextRecorder('a', seen), new Chain('inner', [new ContextRecorder('b', seen)])], [3]);
+  const x = tf.zeros([2, 3]);
+  const context = tf.ones([2, 5]);
+  tf.tidy(() => {
+    chain.forward(x, context);
+    chain.inverse(x, context);
+    chain.forward(x);
+  });
+  chain.initialize(x, context);
+  assert.deepEqual(seen, [
+    'a forward [2,5]',
+    'b forward [2,5]',
+    'b inverse [2,5]',
+    'a inverse [2,5]',
+    'a forward none',
+    'b forward none',
+    'a initialize [2,5]',
+    'a forward [2,5]',
+    'b initialize [2,5]',
+    'b forward [2,5]',
+  ]);
+  tf.dispose([x, context]);
 });
 
 test('interleaved heads: head j is channels j::heads', () => {

@@ -9,6 +9,9 @@ import { Rng } from '../src/rng.js';
 import { ModelSchema, type ModelConfig } from '../src/config/schema.js';
 import { buildModel, countParameters, resolveModelConfig, type FlowModel } from '../src/flows/model.js';
 import { auditBijector, bruteForceLogAbsDet } from '../src/flows/audit.js';
+import { MultiScaleBuilder } from '../src/flows/multiscale.js';
+import { ActNorm, Squeeze } from '../src/flows/layers.js';
+import { ShapeError } from '../src/flows/bijector.js';
 
 before(async () => {
   await tf.setBackend('cpu');
@@ -150,16 +153,17 @@ test('conditional models: class-dependent samples, labels required, class logits
   const logp1 = values(model.logProb(x, tf.ones([4], 'int32')));
   assert.notDeepEqual(logp0, logp1, 'the label changes the density');
   assert.throws(() => model.logProb(x), /labels are required/);
-  const logits = model.classLogits!(x)!;
-  assert.deepEqual(logits.shape, [4, 3]);
   const both = model.logProbAndLogits(x, labels);
-  assert.deepEqual(values(both.logits!), values(logits));
+  assert.deepEqual(both.logits!.shape, [4, 3]);
+  // The classifier sees the top latent only, which the labels do not change.
+  assert.deepEqual(values(both.logits!), values(model.logProbAndLogits(x, tf.zeros([4], 'int32')).logits!));
   assert.deepEqual(values(both.logp), values(model.logProb(x, labels)));
   // Every trainable variable gets a gradient from the objective the trainer uses.
   const params = model.trainableVariables();
   const { value, grads } = tf.variableGrads(() => {
-    const nll = tf.neg(tf.mean(model.logProb(x, labels)));
-    const ce = tf.losses.softmaxCrossEntropy(tf.oneHot(labels!, 3), model.classLogits!(x)!);
+    const { logp, logits } = model.logProbAndLogits(x, labels);
+    const nll = tf.neg(tf.mean(logp));
+    const ce = tf.losses.softmaxCrossEntropy(tf.oneHot(labels!, 3), logits!);
     return tf.add(nll, ce) as tf.Scalar;
   }, params);
   for (const p of params) assert.ok(grads[p.name], `no gradient for ${model.variables().find(([, v]) => v === p)?.[0]}`);
@@ -168,7 +172,7 @@ test('conditional models: class-dependent samples, labels required, class logits
   // Unconditional models have no classifier and ignore labels.
   const plain = buildModel(config({ family: 'glow' }), [4, 4, 2], { seed: 0 });
   const xp = tf.zeros([1, 4, 4, 2]);
-  assert.equal(plain.classLogits?.(xp), undefined);
+  assert.equal(plain.logProbAndLogits(xp).logits, undefined);
   plain.dispose();
   xp.dispose();
   assert.throws(() => buildModel(cfg, [4, 4, 2], { seed: 0 }), /needs labelled data/);
@@ -383,4 +387,66 @@ test("model.learn_top: 'channel' learns one mean/log-sd per channel (bias * exp(
   for (let c = 0; c < 8; c++) assert.ok(Math.abs(meanPerChannel[c]! - bias[c]!) < 0.3, `channel ${c}: ${meanPerChannel[c]} vs ${bias[c]}`);
   tf.dispose([x, s, ...enc.zs, enc.logdet, enc.logpz]);
   for (const m of [channel, position, none]) m.dispose();
+});
+
+test('the per-layer walk is the model: every layer once, in order, on its declared shape; the same latents as encode; the inverse walk rebuilds x', () => {
+  for (const [label, cfg, shape] of [
+    ['glow', config({ family: 'glow' }), [8, 8, 1]],
+    ['realnvp 3 levels', config({ family: 'realnvp', levels: 3, depth: 1 }), [8, 8, 2]],
+    ['nice vector', config({ family: 'nice' }), [4]],
+  ] as Array<[string, ModelConfig, number[]]>) {
+    const { model, x } = readyModel(cfg, shape);
+    const layers = model.namedLayers();
+    const forward: string[] = [];
+    const inverse: string[] = [];
+    let zDiffs: number[] = [];
+    let reconstruction = Infinity;
+    let logdets: number[] = [];
+    tf.tidy(() => {
+      const walk = model.walkForward(x, (layer, input, y) => {
+        forward.push(layer.name);
+        assert.equal(layers[layer.index]!.name, layer.name);
+        assert.deepEqual(input.shape.slice(1), layer.inputShape, `${label} ${layer.name}: input shape`);
+        assert.deepEqual(y.shape.slice(1), layer.bijector.outputShape(layer.inputShape), `${label} ${layer.name}: output shape`);
+        return tf.scalar(layer.index);
+      });
+      const back = model.walkInverse(walk.zs, (layer, xr) => {
+        inverse.push(layer.name);
+        assert.deepEqual(xr.shape.slice(1), layer.inputShape);
+        return undefined;
+      });
+      assert.deepEqual(Array.from(tf.stack(walk.visited).dataSync()), layers.map((l) => l.index), 'visit keeps what it returns, in order');
+      const enc = model.encode(x);
+      assert.equal(walk.zs.length, enc.zs.length);
+      zDiffs = walk.zs.map((z, i) => maxAbsDiff(z, enc.zs[i]!));
+      reconstruction = maxAbsDiff(back.x, x);
+      logdets = [maxAbsDiff(walk.logdet, enc.logdet), maxAbsDiff(walk.logdet, tf.neg(back.logdet))];
+    });
+    assert.deepEqual(forward, layers.map((l) => l.name), `${label}: forward visits`);
+    assert.deepEqual(inverse, [...forward].reverse(), `${label}: inverse visits`);
+    // The same ops on the way down, so the very same latents (only the logdet sums may associate differently).
+    assert.ok(zDiffs.every((d) => d === 0), `${label}: walk latents differ from encode by ${zDiffs}`);
+    assert.ok(reconstruction <= 1e-5, `${label}: inverse walk error ${reconstruction}`);
+    assert.ok(logdets.length === 2 && logdets.every((d) => d <= 1e-4), `${label}: logdets ${logdets}`);
+    x.dispose();
+    model.dispose();
+  }
+});
+
+test('the multi-scale builder checks shapes as scales are added and names the layer that does not fit', () => {
+  const actnorm = new ActNorm(2);
+  assert.throws(
+    () => new MultiScaleBuilder([4, 4, 2]).scale('levels.0', [new Squeeze(), actnorm]),
+    (e: unknown) => e instanceof ShapeError && /layer levels\.0\.actnorm: expects 2 channels, got \[2,2,8\]/.test(e.message),
+  );
+  const ok = new ActNorm(4);
+  const b = new MultiScaleBuilder([2, 2, 1]).scale('levels.0', [new Squeeze(), ok]).split(false);
+  assert.deepEqual(b.shape, [1, 1, 2]);
+  assert.throws(() => b.split(false), /at most one per scale/);
+  const odd = new MultiScaleBuilder([3]).scale('flow', []);
+  assert.throws(() => odd.split(false), /flow has 3 channels: cannot split them in half/);
+  const flow = b.build(false);
+  assert.deepEqual(flow.latentShapes(), [[1, 1, 2], [1, 1, 2]]);
+  assert.deepEqual(flow.layers().map((l) => [l.name, l.inputShape]), [['levels.0.squeeze', [2, 2, 1]], ['levels.0.actnorm', [1, 1, 4]]]);
+  for (const [, v] of [...actnorm.variables(), ...flow.variables()]) v.dispose();
 });

@@ -13,8 +13,9 @@ import { selectBackend, type SelectedBackend } from '../src/backend/select.js';
 import { ops } from '../src/kernels/index.js';
 import { Rng } from '../src/rng.js';
 import type { Bijector, NamedVariable } from '../src/flows/bijector.js';
-import { ActNorm, DiagonalScale, InvConv1x1, ReversePermutation, ShufflePermutation, Squeeze } from '../src/flows/layers.js';
-import { HalfCoupling, MaskedCoupling } from '../src/flows/coupling.js';
+import { ActNorm, DiagonalScale, ReversePermutation, ShufflePermutation, Squeeze } from '../src/flows/layers.js';
+import { InvConv1x1 } from '../src/flows/invconv.js';
+import { HalfCoupling, MaskedCoupling, halfCouplingTransformer, maskedCouplingTransformer } from '../src/flows/coupling.js';
 import { ConvNet, MLP } from '../src/flows/nets.js';
 import { buildModel, type FlowModel } from '../src/flows/model.js';
 import { parseConfigText } from '../src/config/load.js';
@@ -78,11 +79,11 @@ const CASES: Case[] = [
   { name: 'reverse', shape: [2, 3, 3, 4], make: () => new ReversePermutation() },
   { name: 'shuffle', shape: [2, 3, 3, 5], make: (r) => new ShufflePermutation(5, r) },
   { name: 'diagonal scale', shape: [3, 6], make: () => new DiagonalScale([6]) },
-  { name: 'glow affine coupling', shape: [2, 4, 4, 4], make: (r) => new HalfCoupling('affine', 4, convNet(r), 'c', 0) },
-  { name: 'glow affine coupling, floor, odd channels', shape: [2, 4, 4, 5], make: (r) => new HalfCoupling('affine', 5, convNet(r), 'c', 0.05) },
-  { name: 'nice additive coupling', shape: [3, 6], make: (r) => new HalfCoupling('additive', 6, mlp(r), 'c') },
-  { name: 'realnvp checkerboard coupling', shape: [2, 4, 4, 2], make: (r) => new MaskedCoupling('affine', [4, 4, 2], 'checkerboard', 1, convNet(r)) },
-  { name: 'realnvp channel coupling (vectors)', shape: [3, 6], make: (r) => new MaskedCoupling('affine', [6], 'channel', 0, mlp(r)) },
+  { name: 'glow affine coupling', shape: [2, 4, 4, 4], make: (r) => new HalfCoupling(4, halfCouplingTransformer('affine', 0), convNet(r), 'c') },
+  { name: 'glow affine coupling, floor, odd channels', shape: [2, 4, 4, 5], make: (r) => new HalfCoupling(5, halfCouplingTransformer('affine', 0.05), convNet(r), 'c') },
+  { name: 'nice additive coupling', shape: [3, 6], make: (r) => new HalfCoupling(6, halfCouplingTransformer('additive'), mlp(r), 'c') },
+  { name: 'realnvp checkerboard coupling', shape: [2, 4, 4, 2], make: (r) => new MaskedCoupling([4, 4, 2], 'checkerboard', 1, maskedCouplingTransformer('affine', 2), convNet(r)) },
+  { name: 'realnvp channel coupling (vectors)', shape: [3, 6], make: (r) => new MaskedCoupling([6], 'channel', 0, maskedCouplingTransformer('affine', 6), mlp(r)) },
 ];
 
 async function runCase(c: Case, backend: 'cpu' | 'webgpu'): Promise<number[][]> {

@@ -10,7 +10,7 @@
 // `maxJacobianDims` dimensions, the summed logdet against log|det| of the brute-force Jacobian.
 import { tf, type Tensor } from '../tf.js';
 import type { FlowModel } from '../flows/model.js';
-import { forwardWalk, inverseWalk, flatLatents, walkLayers, type WalkLayer } from './walk.js';
+import { flatLatents, walkLayers, type WalkLayer } from './walk.js';
 import { jacobianLogAbsDet } from './jacobian.js';
 import type { AuditInput, AuditInputKind } from './inputs.js';
 
@@ -205,17 +205,17 @@ async function auditInput(model: FlowModel, layers: WalkLayer[], input: AuditInp
   for (let start = 0; start < input.n; start += batchSize) {
     const b = Math.min(batchSize, input.n - start);
     const x = tf.tensor(input.x.subarray(start * dims, (start + b) * dims), [b, ...shape]);
-    if (verifyWalk && start === 0) await checkWalkMatchesEncode(model, layers, x);
+    if (verifyWalk && start === 0) await checkWalkMatchesEncode(model, x);
     const rows = tf.tidy(() => {
       const layerInputs: Tensor[] = [];
-      const walk = forwardWalk(layers, x, (i, h, y, logdet) => {
-        layerInputs[i] = h;
-        const inv = layers[i]!.bijector.inverse(y);
+      const walk = model.walkForward(x, (layer, h, y, logdet) => {
+        layerInputs[layer.index] = h;
+        const inv = layer.bijector.inverse(y);
         return roundTripRow(h, inv.x, logdet, inv.logdet, [y, inv.x]);
       });
-      const back = inverseWalk(layers, walk, (i, xr) => chainedRow(layerInputs[i]!, xr));
+      const back = model.walkInverse(walk.zs, (layer, xr) => chainedRow(layerInputs[layer.index]!, xr));
       const chained = back.visited.slice().reverse(); // visited last layer first
-      const modelRow = tf.concat([roundTripRow(x, back.x, walk.logdet, back.logdet, [...walk.latents, back.x]), tf.zeros([2])]);
+      const modelRow = tf.concat([roundTripRow(x, back.x, walk.logdet, back.logdet, [...walk.zs, back.x]), tf.zeros([2])]);
       const layerRows = walk.visited.map((r, i) => tf.concat([r, chained[i]!]));
       return tf.stack([...layerRows, modelRow]);
     });
@@ -230,14 +230,14 @@ async function auditInput(model: FlowModel, layers: WalkLayer[], input: AuditInp
 }
 
 /**
- * The walk must be the model: same latents and logdet as FlowModel.encode (it is the same sequence of
- * ops, so any difference means the walk misread the model's structure, not a numerical problem).
+ * The layer-by-layer walk must be the model: same latents and logdet as FlowModel.encode (the same ops
+ * summed in another order, so any real difference is a bug in the walk, not a numerical problem).
  */
-async function checkWalkMatchesEncode(model: FlowModel, layers: WalkLayer[], x: Tensor): Promise<void> {
+async function checkWalkMatchesEncode(model: FlowModel, x: Tensor): Promise<void> {
   const labels = model.numClasses ? tf.zeros([x.shape[0]!], 'int32') : undefined;
   const enc = model.encode(x, labels);
   const d = tf.tidy(() => {
-    const { latents, logdet } = forwardWalk(layers, x);
+    const { zs: latents, logdet } = model.walkForward(x);
     const dz = tf.max(finiteOrZero(tf.abs(tf.sub(flatLatents(enc.zs), flatLatents(latents)))));
     const dl = tf.max(finiteOrZero(tf.abs(tf.sub(enc.logdet, logdet))));
     return tf.stack([dz, dl, tf.max(finiteOrZero(tf.abs(flatLatents(latents)))), tf.max(finiteOrZero(tf.abs(logdet)))]);
@@ -252,14 +252,14 @@ async function checkWalkMatchesEncode(model: FlowModel, layers: WalkLayer[], x: 
 }
 
 /** Summed logdet vs brute-force log|det J| on the first examples of the data. */
-async function jacobianChecks(model: FlowModel, layers: WalkLayer[], data: AuditInput, count: number, chunk: number): Promise<JacobianCheck[]> {
+async function jacobianChecks(model: FlowModel, data: AuditInput, count: number, chunk: number): Promise<JacobianCheck[]> {
   const shape = model.inputShape;
   const dims = product(shape);
-  const f = (batch: Tensor) => flatLatents(forwardWalk(layers, batch).latents);
+  const f = (batch: Tensor) => flatLatents(model.walkForward(batch).zs);
   const out: JacobianCheck[] = [];
   for (let i = 0; i < Math.min(count, data.n); i++) {
     const x = tf.tensor(data.x.subarray(i * dims, (i + 1) * dims), [1, ...shape]);
-    const ld = tf.tidy(() => forwardWalk(layers, x).logdet);
+    const ld = tf.tidy(() => model.walkForward(x).logdet);
     const logdet = (await ld.data())[0]!;
     ld.dispose();
     const bruteForce = await jacobianLogAbsDet(f, x, chunk);
@@ -308,7 +308,7 @@ export async function auditModel(model: FlowModel, inputs: AuditInput[], opts: A
   else if (!data || data.n === 0) jacobian = { checks: [], skipped: 'no data inputs' };
   else {
     opts.onProgress?.(`brute-force Jacobian (${dims}x${dims}) of ${Math.min(jacobianExamples, data.n)} example(s)`);
-    jacobian = { checks: await jacobianChecks(model, layers, data, jacobianExamples, opts.jacobianChunk ?? 64) };
+    jacobian = { checks: await jacobianChecks(model, data, jacobianExamples, opts.jacobianChunk ?? 64) };
   }
 
   const failures: AuditFinding[] = [];

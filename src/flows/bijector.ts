@@ -1,5 +1,7 @@
 // The one small interface every invertible layer implements (cf. nflows' Transform,
-// distrax's Bijector): forward and inverse each return the result and log|det J| per example.
+// distrax's Bijector): forward and inverse each return the result and log|det J| per example, take an
+// optional context (a conditional model's one-hot labels; layers that do not depend on it ignore it) and
+// say what per-example shape they output, so a chain checks its shapes when it is built (cf. FrEIA).
 import { tf, type Tensor } from '../tf.js';
 import { ops } from '../kernels/index.js';
 
@@ -19,12 +21,37 @@ export type NamedVariable = [name: string, variable: tf.Variable];
 
 export interface Bijector {
   readonly name: string;
-  forward(x: Tensor): ForwardResult;
-  inverse(y: Tensor): InverseResult;
+  forward(x: Tensor, context?: Tensor): ForwardResult;
+  inverse(y: Tensor, context?: Tensor): InverseResult;
+  /** The per-example output shape for a per-example input shape; throws (saying why) when the layer cannot take it. */
+  outputShape(inputShape: readonly number[]): number[];
   /** Every variable (trainable and state), local names; containers prefix them. */
   variables(): NamedVariable[];
   /** Data-dependent initialisation from one batch (ActNorm). Absent when not needed. */
-  initialize?(x: Tensor): void;
+  initialize?(x: Tensor, context?: Tensor): void;
+}
+
+/** A shape a layer cannot take, with the dotted name of that layer (chains prefix their own names). */
+export class ShapeError extends Error {
+  constructor(
+    readonly layer: string,
+    readonly detail: string,
+  ) {
+    super(`layer ${layer}: ${detail}`);
+    this.name = 'ShapeError';
+  }
+}
+
+/** The input shape itself when its last axis has `channels` entries (the layers that work per channel). */
+export function sameWithChannels(shape: readonly number[], channels: number): number[] {
+  if (shape.length < 1 || shape[shape.length - 1] !== channels) throw new Error(`expects ${channels} channels, got [${shape}]`);
+  return [...shape];
+}
+
+/** The input shape itself when it equals `expected` (the layers with per-position parameters). */
+export function sameAs(shape: readonly number[], expected: readonly number[]): number[] {
+  if (shape.length !== expected.length || shape.some((d, i) => d !== expected[i])) throw new Error(`expects [${expected}], got [${shape}]`);
+  return [...shape];
 }
 
 // ---- Small helpers shared by the layers ----

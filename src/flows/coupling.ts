@@ -1,93 +1,89 @@
-// Coupling layers: half-split couplings (NICE additive, Glow affine) and RealNVP's masked couplings.
-// The conditioning part passes through unchanged, so the inverse only needs the same network.
+// Couplings as splitter x conditioner x transformer: the splitter decides which values condition and
+// which are transformed, the conditioner is the network that maps the first to parameters, and the
+// transformer (src/flows/transformers.ts) is the elementwise invertible map of the second. The
+// conditioning part passes through unchanged, so the inverse only needs the same network.
 import { tf, type Tensor } from '../tf.js';
 import {
   type Bijector,
   type ForwardResult,
   type InverseResult,
   type NamedVariable,
-  newVariable,
   prefixed,
   concatChannels,
+  sameAs,
+  sameWithChannels,
   splitChannels,
   selectChannels,
-  sumExceptBatch,
 } from './bijector.js';
 import { ops } from '../kernels/index.js';
 import type { Net } from './nets.js';
+import { AdditiveTransformer, SigmoidAffineTransformer, TanhAffineTransformer, type Transformer } from './transformers.js';
 
 export type CouplingKind = 'affine' | 'additive';
-/** Builds the coupling's network from its input and output channel counts. */
+/** Builds the coupling's network (the conditioner) from its input and output channel counts. */
 export type NetFactory = (inChannels: number, outChannels: number) => Net;
 
+/** The network's output as the transformer's heads (one head: the output itself). */
+function conditioner(net: Net, input: Tensor, heads: number): Tensor[] {
+  return heads === 1 ? [net.apply(input)] : net.applyHeads(input, heads);
+}
+
 /**
- * Splits the channel axis into (a, b) = (first floor(C/2), rest); a conditions b.
- * additive (NICE): y_b = x_b + t(x_a). affine (Glow): h = NN(x_a), shift = h[..., 0::2],
- * scale = floor + (1 - floor) * sigmoid(h[..., 1::2] + 2), y_b = (x_b + shift) * scale.
- * The floor (0 in openai/glow) bounds the inverse's gain 1/scale: trained Glows push some scales to
- * ~1e-5, and the inverse then multiplies float32 rounding from the layers above by 1e5.
+ * Splits the channel axis into (a, b) = (first floor(C/2), rest); a conditions b:
+ * y = (a, transformer(b; NN(a))). NICE: additive; Glow: SigmoidAffineTransformer.
  */
 export class HalfCoupling implements Bijector {
   readonly net: Net;
   readonly splitAt: number;
   constructor(
-    readonly kind: CouplingKind,
     readonly channels: number,
+    readonly transformer: Transformer,
     makeNet: NetFactory,
     readonly name = 'coupling',
-    readonly scaleFloor = 0,
   ) {
     if (channels < 2) throw new Error(`a coupling needs at least 2 channels to split, got ${channels}`);
     this.splitAt = Math.floor(channels / 2);
-    const nb = channels - this.splitAt;
-    this.net = makeNet(this.splitAt, kind === 'affine' ? 2 * nb : nb);
+    this.net = makeNet(this.splitAt, transformer.heads * (channels - this.splitAt));
   }
 
-  /** (shift, log scale) from the conditioning half; log scale is null for additive. */
-  private params(a: Tensor): [Tensor, Tensor | null] {
-    if (this.kind === 'additive') return [this.net.apply(a), null];
-    const [shift, raw] = this.net.applyHeads(a, 2) as [Tensor, Tensor];
-    const z = tf.add(raw, 2);
-    // log sigmoid(z) = -softplus(-z); not tf.logSigmoid, whose gradient reads a tensor that
-    // tf.grad's forward tidy has already disposed when z is an intermediate.
-    if (this.scaleFloor === 0) return [shift, tf.neg(tf.softplus(tf.neg(z)))];
-    return [shift, tf.log(tf.add(this.scaleFloor, tf.mul(1 - this.scaleFloor, tf.sigmoid(z))))];
+  outputShape(shape: readonly number[]): number[] {
+    return sameWithChannels(shape, this.channels);
   }
 
   /**
-   * Affine couplings as one fused kernel where the backend's Ops have one that applies now (wasm in eval
-   * and sampling: one kernel instead of ~12); null otherwise.
+   * Glow's affine coupling as one fused kernel where the backend's Ops have one that applies now (wasm in
+   * eval and sampling: one kernel instead of ~12); null otherwise.
    */
   private fused(x: Tensor, inverse: boolean): { y: Tensor; logdet: Tensor } | null {
-    if (this.kind !== 'affine') return null;
+    if (!(this.transformer instanceof SigmoidAffineTransformer)) return null;
     const kernel = ops().affineCouplingKernel();
     if (!kernel) return null;
     const a = selectChannels(x, Array.from({ length: this.splitAt }, (_, i) => i));
-    return kernel(x, this.net.apply(a), this.splitAt, this.scaleFloor, inverse);
+    return kernel(x, this.net.apply(a), this.splitAt, this.transformer.scaleFloor, inverse);
+  }
+
+  private parameters(a: Tensor): Tensor[] {
+    return this.transformer.parameters(conditioner(this.net, a, this.transformer.heads));
   }
 
   forward(x: Tensor): ForwardResult {
     const fused = this.fused(x, false);
     if (fused) return fused;
     const [a, b] = splitChannels(x, this.splitAt);
-    const [shift, logScale] = this.params(a);
-    if (!logScale) return { y: concatChannels([a, tf.add(b, shift)]), logdet: tf.zeros([x.shape[0]!]) };
-    const yb = tf.mul(tf.add(b, shift), tf.exp(logScale));
-    return { y: concatChannels([a, yb]), logdet: sumExceptBatch(logScale) };
+    const r = this.transformer.forward(b, this.parameters(a));
+    return { y: concatChannels([a, r.y]), logdet: r.logdet };
   }
 
   inverse(y: Tensor): InverseResult {
     const fused = this.fused(y, true);
     if (fused) return { x: fused.y, logdet: fused.logdet };
     const [a, yb] = splitChannels(y, this.splitAt);
-    const [shift, logScale] = this.params(a);
-    if (!logScale) return { x: concatChannels([a, tf.sub(yb, shift)]), logdet: tf.zeros([y.shape[0]!]) };
-    const xb = tf.sub(tf.mul(yb, tf.exp(tf.neg(logScale))), shift);
-    return { x: concatChannels([a, xb]), logdet: tf.neg(sumExceptBatch(logScale)) };
+    const r = this.transformer.inverse(yb, this.parameters(a));
+    return { x: concatChannels([a, r.x]), logdet: r.logdet };
   }
 
   variables(): NamedVariable[] {
-    return prefixed('nn', this.net.variables());
+    return [...this.transformer.variables(), ...prefixed('nn', this.net.variables())];
   }
 }
 
@@ -119,55 +115,58 @@ export function couplingMask(shape: readonly number[], type: MaskType, parity: n
 }
 
 /**
- * RealNVP coupling with a binary mask m: y = m*x + (1-m)*(x*exp(s) + t), (s, t) = NN(m*x),
- * s = scale * tanh(raw) with a learned per-channel scale; additive drops s.
+ * RealNVP coupling with a binary mask m: the network sees m*x, and the transformer's parameters are
+ * zeroed where m = 1, so those values pass through (y = m*x + (1-m)*transformer(x)).
  */
 export class MaskedCoupling implements Bijector {
   readonly net: Net;
   readonly mask: Float32Array;
-  readonly scale?: tf.Variable;
   constructor(
-    readonly kind: CouplingKind,
     /** One example's shape: [H,W,C] or [D]. */
     readonly shape: number[],
     readonly maskType: MaskType,
     readonly parity: number,
+    readonly transformer: Transformer,
     makeNet: NetFactory,
     readonly name = 'coupling',
-    readonly scaleFloor = 0,
   ) {
     const c = shape[shape.length - 1]!;
     this.mask = couplingMask(shape, maskType, parity);
-    this.net = makeNet(c, kind === 'affine' ? 2 * c : c);
-    if (kind === 'affine') this.scale = newVariable(new Float32Array(c).fill(1), [c]);
+    this.net = makeNet(c, transformer.heads * c);
   }
 
-  /** (t, s) restricted to the transformed positions; s is null for additive. */
-  private params(x: Tensor): [Tensor, Tensor | null] {
+  outputShape(shape: readonly number[]): number[] {
+    return sameAs(shape, this.shape);
+  }
+
+  /** The transformer's parameters, zero at the conditioning positions. */
+  private parameters(x: Tensor): Tensor[] {
     const m = tf.tensor(this.mask, this.shape);
     const free = tf.sub(1, m);
-    const xm = tf.mul(x, m);
-    if (this.kind === 'additive') return [tf.mul(this.net.apply(xm), free), null];
-    const [t, raw] = this.net.applyHeads(xm, 2) as [Tensor, Tensor];
-    const s = tf.mul(tf.mul(this.scale!, tf.tanh(raw)), free);
-    return [tf.mul(t, free), s];
+    const heads = conditioner(this.net, tf.mul(x, m), this.transformer.heads);
+    return this.transformer.parameters(heads).map((p) => tf.mul(p, free));
   }
 
   forward(x: Tensor): ForwardResult {
-    const [t, s] = this.params(x);
-    if (!s) return { y: tf.add(x, t), logdet: tf.zeros([x.shape[0]!]) };
-    return { y: tf.add(tf.mul(x, tf.exp(s)), t), logdet: sumExceptBatch(s) };
+    return this.transformer.forward(x, this.parameters(x));
   }
 
   inverse(y: Tensor): InverseResult {
     // m*y = m*x, so the network sees exactly what it saw going forward.
-    const [t, s] = this.params(y);
-    if (!s) return { x: tf.sub(y, t), logdet: tf.zeros([y.shape[0]!]) };
-    return { x: tf.mul(tf.sub(y, t), tf.exp(tf.neg(s))), logdet: tf.neg(sumExceptBatch(s)) };
+    return this.transformer.inverse(y, this.parameters(y));
   }
 
   variables(): NamedVariable[] {
-    const own: NamedVariable[] = this.scale ? [['scale', this.scale]] : [];
-    return [...own, ...prefixed('nn', this.net.variables())];
+    return [...this.transformer.variables(), ...prefixed('nn', this.net.variables())];
   }
+}
+
+/** The transformer of a half coupling of this kind: Glow's sigmoid affine (with its scale floor) or NICE's additive. */
+export function halfCouplingTransformer(kind: CouplingKind, scaleFloor = 0): Transformer {
+  return kind === 'affine' ? new SigmoidAffineTransformer(scaleFloor) : new AdditiveTransformer();
+}
+
+/** The transformer of a RealNVP masked coupling of this kind over `channels` channels. */
+export function maskedCouplingTransformer(kind: CouplingKind, channels: number): Transformer {
+  return kind === 'affine' ? new TanhAffineTransformer(channels) : new AdditiveTransformer();
 }

@@ -29,7 +29,7 @@ export function setFastGradients(mode: FastGradMode): void {
   forceStockOps(mode === 'off');
 }
 
-/** Whether conv2d/matMul currently use the custom-gradient paths. */
+/** Whether convLayer/denseLayer/matMul currently use the custom-gradient paths. */
 export function fastGradientsActive(): boolean {
   const backend = tf.getBackend();
   if (backend === 'wasm') installWasmKernels();
@@ -311,56 +311,6 @@ function chooseFilterGradMethod(kh: number, kw: number, c: number, co: number): 
   if (kh * kw * c <= co) return 'im2col';
   if (kh * kw * co <= c && kh % 2 === 1 && kw % 2 === 1) return 'im2col-dy';
   return 'conv';
-}
-
-/** Gradient of a stride-1 'same' conv wrt its HWIO filter. */
-export function conv2dFilterGrad(x: Tensor, dy: Tensor, kh: number, kw: number): Tensor {
-  switch (chooseFilterGradMethod(kh, kw, x.shape[3] as number, dy.shape[3] as number)) {
-    case 'conv':
-      return conv2dFilterGradConv(x, dy, kh, kw);
-    case 'im2col':
-      return conv2dFilterGradIm2col(x, dy, kh, kw);
-    case 'im2col-dy':
-      return conv2dFilterGradIm2colDy(x, dy, kh, kw);
-  }
-}
-
-const fastConv2d = tf.customGrad(((x: Tensor, filter: Tensor, save: tf.GradSaveFunc) => {
-  save([x, filter]);
-  return {
-    value: tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, 1, 'same'),
-    gradFunc: (dy: Tensor, saved: Tensor[]) => {
-      const [xs, f] = saved;
-      return [conv2dInputGrad(dy, f), conv2dFilterGrad(xs, dy, f.shape[0] as number, f.shape[1] as number)];
-    },
-  };
-}) as unknown as CustomGradFn) as unknown as (x: Tensor, filter: Tensor) => Tensor;
-
-/**
- * 1x1 conv as a matmul over pixels: x [B,H,W,C], w [C,Co] or [1,1,C,Co] -> [B,H,W,Co].
- * Its gradients go through matMul's fast path.
- */
-export function conv1x1(x: Tensor, w: Tensor): Tensor {
-  const [b, h, wd, c] = x.shape as number[];
-  const co = w.shape[w.rank - 1] as number;
-  if (x.rank !== 4 || (w.rank !== 2 && w.rank !== 4) || (w.rank === 4 && (w.shape[0] !== 1 || w.shape[1] !== 1))) {
-    throw new Error(`conv1x1: expected NHWC input and a [C,Co] or [1,1,C,Co] filter, got [${x.shape}] and [${w.shape}]`);
-  }
-  if (w.shape[w.rank - 2] !== c) {
-    throw new Error(`conv1x1: input has ${c} channels but filter expects ${w.shape[w.rank - 2]} ([${w.shape}])`);
-  }
-  return tf.tidy(() => {
-    const w2d = w.rank === 2 ? w : tf.reshape(w, [c, co]);
-    return tf.reshape(matMul(tf.reshape(x, [b * h * wd, c]), w2d), [b, h, wd, co]);
-  });
-}
-
-/** Stride-1 'same' 2-D convolution, NHWC input, HWIO filter. */
-export function conv2d(x: Tensor, filter: Tensor): Tensor {
-  checkConvShapes(x, filter);
-  if (!fastGradientsActive()) return tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, 1, 'same');
-  if (filter.shape[0] === 1 && filter.shape[1] === 1) return conv1x1(x, filter);
-  return fastConv2d(x, filter);
 }
 
 // ---------------------------------------------------------------------------------------------
