@@ -335,6 +335,61 @@ test('with a flow ood calibration the page gives the typicality verdict; your ow
   }
 });
 
+test('a class-conditional model: a class picker that changes the samples; bpd = flow eval with the image label', async () => {
+  const cdir = path.join(dir, 'cond');
+  fs.mkdirSync(cdir);
+  const cfg = writeYaml(cdir, 'cond.yaml', TINY_CONFIG.replace('max_steps: 40', 'max_steps: 10').replace('  init_batch: 64', '  init_batch: 64\n  conditional: classes\n  class_loss_weight: 1'));
+  assert.equal(flow(['train', cfg, '--quiet'], cdir).code, 0);
+  const ex = flow(['export', '--web', path.join(dir, 'site-cond'), '--quiet'], cdir);
+  assert.equal(ex.code, 0, ex.stderr);
+  const csv = path.join(cdir, 'pe.csv');
+  assert.equal(flow(['eval', '--bpd', '--limit', '1', '--per-example', csv, '--quiet'], cdir).code, 0);
+  const evalBpd = Number(fs.readFileSync(csv, 'utf8').trim().split('\n')[1]!.split(',')[2]);
+  const { page, errors } = await open('site-cond');
+  try {
+    assert.equal(await page.locator('#status').getAttribute('data-state'), 'ready', `${await page.locator('#error').textContent()} ${errors.join('; ')}`);
+    assert.ok(await page.locator('#class').isVisible());
+    assert.equal(await page.locator('#class option').count(), 10);
+    const state = await demo(page);
+    assert.ok(Math.abs(state.score.bpd - evalBpd) < 1e-3, `page ${state.score.bpd}, flow eval ${evalBpd}`);
+    await page.selectOption('#class', '7');
+    await nextRender(page, state.renders);
+    assert.notDeepEqual((await demo(page)).samplePixels, state.samplePixels, 'another class, other samples');
+  } finally {
+    await page.close();
+  }
+});
+
+test('a 2-D model: the density heatmap (integral about 1) with the data and the model samples', async () => {
+  const vdir = path.join(dir, 'moons');
+  fs.mkdirSync(vdir);
+  const cfg = writeYaml(vdir, 'moons.yaml', fs.readFileSync(path.join(ROOT, 'configs', 'two-moons.yaml'), 'utf8').replace('max_steps: 1000', 'max_steps: 150'));
+  const tr = flow(['train', cfg, '--quiet'], vdir);
+  assert.equal(tr.code, 0, tr.stderr);
+  assert.equal(flow(['export', '--web', path.join(dir, 'site-moons'), '--quiet'], vdir).code, 0);
+  const { page, errors } = await open('site-moons');
+  try {
+    assert.equal(await page.locator('#status').getAttribute('data-state'), 'ready', `${await page.locator('#error').textContent()} ${errors.join('; ')}`);
+    assert.ok(await page.locator('#images-section').isHidden(), 'no image tools for a 2-D model');
+    const info = (await page.locator('#density-info').textContent()) ?? '';
+    const integral = Number(/integral (\d+\.\d+)/.exec(info)?.[1]);
+    assert.ok(Math.abs(integral - 1) < 0.1, `grid integral ${integral}`);
+    const state = await demo(page);
+    assert.equal(state.samplePixels.length, 2 * 1000, '1000 samples of 2 coordinates');
+    const colours = await page.evaluate(() => {
+      const c = document.getElementById('grid') as HTMLCanvasElement;
+      const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+      const seen = new Set<number>();
+      for (let i = 0; i < d.length; i += 4) seen.add((d[i]! << 16) | (d[i + 1]! << 8) | d[i + 2]!);
+      return seen.size;
+    });
+    assert.ok(colours > 50, `the heatmap has ${colours} colours`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+  }
+});
+
 test('flow export --web: bad input is one line with exit 2', () => {
   fs.mkdirSync(path.join(dir, 'notes'), { recursive: true });
   fs.writeFileSync(path.join(dir, 'notes', 'todo.txt'), 'mine');

@@ -202,6 +202,11 @@ async function main(): Promise<void> {
   $('info').textContent = `step ${m.step}, ${m.weights} weights, input [${m.data_shape.join('×')}]${m.num_classes ? `, ${m.num_classes} classes` : ''}`;
   $('backend').textContent = `backend: ${backend}`;
   ($('temperature') as HTMLInputElement).value = String(m.sample.temperature);
+  if (m.data_kind === 'vector') {
+    // A scatter needs many points to show a density; flow plot density draws 2000.
+    Object.assign($('n'), { max: '5000', value: '1000' });
+    $('sample-title').textContent = m.data_shape[0] === 2 ? 'Density and samples' : 'Samples';
+  }
 
   const classSelect = $('class') as HTMLSelectElement;
   if (m.num_classes) {
@@ -234,6 +239,12 @@ async function main(): Promise<void> {
         state.sampleMs = performance.now() - t0;
         state.samplePixels = Array.from(samples);
         if (density) drawDensity($('grid') as HTMLCanvasElement, m, density, samples);
+        else {
+          // Tabular models: the first samples as rows of numbers.
+          const d = m.data_shape[0]!;
+          const rows = Array.from({ length: Math.min(n, 12) }, (_, i) => Array.from(samples.subarray(i * d, (i + 1) * d), (v) => v.toFixed(3).padStart(8)).join(' '));
+          $('density-info').textContent = rows.join('\n');
+        }
       }
       state.renders++;
       $('sample-time').textContent = `${n} samples in ${state.sampleMs.toFixed(0)} ms on ${backend}`;
