@@ -113,6 +113,25 @@ async function nextRender(page: Page, renders: number): Promise<void> {
   await page.waitForFunction((n) => Number(document.getElementById('grid')?.dataset.renders) > n, renders, { timeout: 60_000 });
 }
 
+/** docs/web-demo.png: this test's page, or that of FLOW_WEB_DEMO_RUN's export. */
+async function writeDocsScreenshot(fallback: string): Promise<void> {
+  const out = path.join(ROOT, 'docs', 'web-demo.png');
+  const run = process.env.FLOW_WEB_DEMO_RUN;
+  if (!run) {
+    fs.copyFileSync(fallback, out);
+    return;
+  }
+  const ex = flow(['export', '--web', path.join(dir, 'site-demo'), '--run', path.resolve(run), '--quiet'], dir);
+  assert.equal(ex.code, 0, ex.stderr);
+  const { page } = await open('site-demo');
+  try {
+    assert.equal(await page.locator('#status').getAttribute('data-state'), 'ready');
+    await page.screenshot({ path: out, fullPage: true });
+  } finally {
+    await page.close();
+  }
+}
+
 test('the exported folder: the page, the weights, embedded test images, and nothing that needs a server', () => {
   for (const f of ['index.html', 'app.js', 'model.json', 'weights.bin', 'tfjs/tfjs-backend-wasm-simd.wasm']) assert.ok(fs.existsSync(path.join(site, f)), `${f} is exported`);
   const weights = fs.readFileSync(path.join(site, 'weights.bin'));
@@ -214,37 +233,43 @@ test('headless Chromium: grid drawn, bpd = flow eval, interpolation ends = the i
     const hot = (await demo(page)).samplePixels as number[];
     assert.notDeepEqual(hot, atDefault);
     assert.notDeepEqual(hot.slice(0, dims), hot.slice(dims, 2 * dims), 'at temperature 1 samples differ');
+    renders = (await demo(page)).renders;
     await page.locator('#temperature').fill(String(manifest.sample.temperature));
-    await nextRender(page, (await demo(page)).renders);
+    await nextRender(page, renders);
 
-    const shot = path.join(dir, 'web-demo.png');
-    await page.screenshot({ path: shot, fullPage: true });
-    assert.ok(fs.statSync(shot).size > 10_000);
-    // FLOW_WRITE_DOCS=1 refreshes the README's screenshot (not by default: a test run should not edit the checkout).
-    if (process.env.FLOW_WRITE_DOCS === '1') fs.copyFileSync(shot, path.join(ROOT, 'docs', 'web-demo.png'));
     assert.deepEqual(errors, [], 'no uncaught errors in the page');
     assert.ok(
       requested.every((p) => p.startsWith('/site/')),
       `the page requested only its own files: ${requested.filter((p) => !p.startsWith('/site/'))}`,
     );
+    const shot = path.join(dir, 'web-demo.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    assert.ok(fs.statSync(shot).size > 10_000);
+    // FLOW_WRITE_DOCS=1 refreshes the README's screenshot (not by default: a test run should not edit the
+    // checkout), from the page of FLOW_WEB_DEMO_RUN (e.g. a trained quickstart run) when given.
+    if (process.env.FLOW_WRITE_DOCS === '1') await writeDocsScreenshot(shot);
   } finally {
     await page.close();
   }
 });
 
-test('the wasm backend in the page (?backend=wasm) loads the exported .wasm files and scores the same bits/dim', async () => {
-  const { page, errors } = await open('site', '?backend=wasm');
-  try {
-    assert.equal(await page.locator('#status').getAttribute('data-state'), 'ready', `${await page.locator('#error').textContent()} ${errors.join('; ')}`);
-    const state = await demo(page);
-    assert.equal(state.backend, 'wasm');
-    assert.ok(requested.some((p) => p.startsWith('/site/tfjs/') && p.endsWith('.wasm')), 'a tfjs .wasm file was fetched from the export');
-    const evalBpd = perExampleBpd();
-    assert.ok(Math.abs(state.score.bpd - evalBpd[0]!) < 1e-3, `page ${state.score.bpd}, flow eval ${evalBpd[0]}`);
-  } finally {
-    await page.close();
-  }
-});
+for (const backend of ['wasm', 'webgl'] as const) {
+  test(`?backend=${backend} runs the page on ${backend} with the same bits/dim as flow eval`, async () => {
+    const { page, errors } = await open('site', `?backend=${backend}`);
+    try {
+      assert.equal(await page.locator('#status').getAttribute('data-state'), 'ready', `${await page.locator('#error').textContent()} ${errors.join('; ')}`);
+      const state = await demo(page);
+      assert.equal(state.backend, backend);
+      assert.match((await page.locator('#sample-time').textContent()) ?? '', new RegExp(`16 samples in \\d+ ms on ${backend}`));
+      if (backend === 'wasm') assert.ok(requested.some((p) => p.startsWith('/site/tfjs/') && p.endsWith('.wasm')), 'a tfjs .wasm file was fetched from the export');
+      const evalBpd = perExampleBpd();
+      assert.ok(Math.abs(state.score.bpd - evalBpd[0]!) < 1e-3, `page ${state.score.bpd}, flow eval ${evalBpd[0]}`);
+      process.stderr.write(`# web page on ${backend}: first sample batch ${state.sampleMs.toFixed(0)} ms, ready in ${state.loadMs.toFixed(0)} ms\n`);
+    } finally {
+      await page.close();
+    }
+  });
+}
 
 test('a truncated, corrupted or missing weights file, or a bad model.json, shows one clear message in the page', async () => {
   const weights = fs.readFileSync(path.join(site, 'weights.bin'));
