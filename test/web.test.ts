@@ -242,6 +242,15 @@ test('headless Chromium: grid drawn, bpd = flow eval, interpolation ends = the i
       requested.every((p) => p.startsWith('/site/')),
       `the page requested only its own files: ${requested.filter((p) => !p.startsWith('/site/'))}`,
     );
+    // download PNG saves the grid as a PNG file.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#download').click()]);
+    assert.match(download.suggestedFilename(), /^tiny-samples-t0\.70-seed0\.png$/);
+    const saved = path.join(dir, 'download.png');
+    await download.saveAs(saved);
+    const meta = await sharp(saved).metadata();
+    assert.equal(meta.format, 'png');
+    assert.ok(meta.width! > 100 && meta.height! > 100, `downloaded ${meta.width}x${meta.height}`);
+
     const shot = path.join(dir, 'web-demo.png');
     await page.screenshot({ path: shot, fullPage: true });
     assert.ok(fs.statSync(shot).size > 10_000);
