@@ -432,6 +432,9 @@ test('flow export --web: bad input is one line with exit 2', () => {
     [['export', '--web', 'x', '--format', 'safetensors'], /give --web DIR or --format FMT, not both/],
     [['export', '--web', 'x', '--run', 'runs/nope'], /--run runs\/nope: no such run directory/],
     [['export', '--web', 'x', '--ood', 'tiny.yaml'], /--ood tiny\.yaml: .*expected the JSON printed by flow ood --json/],
+    [['export', '--web', 'x', 'runs/latest', '--run', 'runs/latest'], /the run is given twice/],
+    [['export', '--format', 'safetensors'], /flow export: give the run directory/],
+    [['export', '--format', 'safetensors', '--run', 'runs/latest'], /--run goes with --web DIR/],
   ];
   for (const [args, message] of cases) {
     const r = flow(args, dir);

@@ -14,6 +14,7 @@ import { withBackend } from './sample.js';
 import { parseWeights, printJson } from './common.js';
 import { VERSION } from '../version.js';
 import { UserError, EXIT } from '../errors.js';
+import { exportCommand, type ExportFlags } from './export.js';
 import { MANIFEST_FILE, WEB_FORMAT, WEB_FORMAT_VERSION, WEIGHTS_FILE, encodeWeights, type WebManifest, type WebOod } from '../web/format.js';
 
 export interface WebExportFlags {
@@ -23,6 +24,19 @@ export interface WebExportFlags {
   images?: number;
   json?: boolean;
   quiet?: boolean;
+}
+
+/** `flow export`: --web DIR writes the page, anything else is exportCommand's --format FMT RUN OUT. */
+export async function exportEntry(runDir: string | undefined, out: string | undefined, flags: ExportFlags & WebExportFlags & { web?: string; run?: string }): Promise<number> {
+  if (flags.web) {
+    if (flags.format) throw new UserError('flow export: give --web DIR or --format FMT, not both');
+    if (out) throw new UserError(`flow export --web: unexpected argument ${out}; the page goes to --web ${flags.web}`);
+    if (runDir && flags.run) throw new UserError(`flow export --web: the run is given twice (${runDir} and --run ${flags.run}); give one`);
+    return exportWebCommand(runDir ?? flags.run, flags.web, flags);
+  }
+  if (flags.run || flags.ood) throw new UserError(`flow export: ${flags.run ? '--run' : '--ood'} goes with --web DIR; with --format the run is the first argument`);
+  if (!runDir) throw new UserError('flow export: give the run directory, e.g. flow export --format safetensors runs/latest model.safetensors (or --web DIR)');
+  return exportCommand(runDir, out, flags);
 }
 
 /** dist/web: the bundle scripts/build-web.ts writes (this file runs from dist/src/cli/). */

@@ -9,8 +9,7 @@ import { sampleCommand } from './sample.js';
 import { evalCommand } from './eval.js';
 import { doctorCommand } from './doctor.js';
 import { mergeCommand } from './merge.js';
-import { exportCommand } from './export.js';
-import { exportWebCommand } from './export-web.js';
+import { exportEntry } from './export-web.js';
 import { register as registerCheck } from './check.js';
 import { register as registerReconstruct } from './reconstruct.js';
 import { register as registerInterpolate } from './interpolate.js';
@@ -124,19 +123,7 @@ export function buildProgram(): Command {
     .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
     .option('--json', 'print what was written as one JSON object')
     .option('--quiet', 'print nothing on success')
-    .action(
-      run(async (runDir: string | undefined, out: string | undefined, flags) => {
-        if (flags.web) {
-          if (flags.format) throw new UserError('flow export: give --web DIR or --format FMT, not both');
-          if (out) throw new UserError(`flow export --web: unexpected argument ${out}; the page goes to --web ${flags.web}`);
-          if (runDir && flags.run) throw new UserError(`flow export --web: the run is given twice (${runDir} and --run ${flags.run}); give one`);
-          return exportWebCommand(runDir ?? flags.run, flags.web, flags);
-        }
-        if (flags.run || flags.ood) throw new UserError(`flow export: ${flags.run ? '--run' : '--ood'} goes with --web DIR; with --format the run is the first argument`);
-        if (!runDir) throw new UserError('flow export: give the run directory, e.g. flow export --format safetensors runs/latest model.safetensors (or --web DIR)');
-        return exportCommand(runDir, out, flags);
-      }),
-    );
+    .action(run((runDir: string | undefined, out: string | undefined, flags) => exportEntry(runDir, out, flags)));
 
   registerCheck(program);
   registerReconstruct(program);

@@ -57,8 +57,8 @@ async function pickBackend(): Promise<string> {
   if (forced && !(BACKENDS as readonly string[]).includes(forced)) throw new Error(`?backend=${forced}: expected one of ${BACKENDS.join(', ')}`);
   const tried: string[] = [];
   for (const name of forced ? [forced] : BACKENDS) {
-    if (name === 'webgpu' && !('gpu' in navigator)) {
-      tried.push('webgpu (not in this browser)');
+    if (name === 'webgpu' && !(await webGpuAdapter())) {
+      tried.push(`webgpu (${'gpu' in navigator ? 'no adapter' : 'not in this browser'})`);
       continue;
     }
     const software = name === 'webgl' && !forced ? softwareWebGl() : null;
@@ -85,6 +85,16 @@ async function pickBackend(): Promise<string> {
     }
   }
   throw new Error(`no TensorFlow.js backend works in this browser: tried ${tried.join(', ')}`);
+}
+
+/** Whether WebGPU has an adapter here (asked first: tfjs's own start-up logs a stack trace without one). */
+async function webGpuAdapter(): Promise<boolean> {
+  const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+  try {
+    return Boolean(gpu && (await gpu.requestAdapter()));
+  } catch {
+    return false;
+  }
 }
 
 /** The renderer's name when WebGL runs on a software rasterizer (no GPU), else null. */
