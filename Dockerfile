@@ -10,6 +10,8 @@ WORKDIR /opt/flow
 COPY package.json package-lock.json tsconfig.json ./
 COPY bin ./bin
 COPY src ./src
+# scripts/build-web.ts: npm run build bundles the page of flow export --web.
+COPY scripts ./scripts
 COPY configs ./configs
 # --ignore-scripts skips the optional tfjs-node-gpu download (a GPU libtensorflow this image cannot
 # use); the only other install script is a banner. Without that package `--backend auto` picks wasm.

@@ -9,7 +9,7 @@ import { sampleCommand } from './sample.js';
 import { evalCommand } from './eval.js';
 import { doctorCommand } from './doctor.js';
 import { mergeCommand } from './merge.js';
-import { exportCommand } from './export.js';
+import { exportEntry } from './export-web.js';
 import { register as registerCheck } from './check.js';
 import { register as registerReconstruct } from './reconstruct.js';
 import { register as registerInterpolate } from './interpolate.js';
@@ -111,15 +111,19 @@ export function buildProgram(): Command {
 
   program
     .command('export')
-    .description('write a trained model\'s weights for other tools: --format safetensors (PyTorch, JAX, NumPy)')
-    .argument('<run>', 'run directory (or one checkpoint directory), e.g. runs/latest')
+    .description("write a trained model's weights for other tools (--format safetensors: PyTorch, JAX, NumPy), or the model as a static web page (--web DIR)")
+    .argument('[run]', 'run directory (or one checkpoint directory), e.g. runs/latest; with --web, runs/latest when omitted')
     .argument('[out]', 'output file, e.g. model.safetensors')
     .option('--format <fmt>', 'safetensors: every model tensor by name, little-endian, with the config, step and checkpoint sha256 in __metadata__')
+    .option('--web <dir>', 'write a self-contained static page (index.html, the JS, the weights, test images) that samples, interpolates and scores in the browser')
+    .option('--run <dir>', 'with --web: the run to export (default runs/latest)')
+    .option('--ood <file.json>', 'with --web: a `flow ood --json` result whose typicality calibration the page applies (default: RUN/ood.json when present)')
+    .option('--images <n>', 'with --web: test images embedded in the page', parseIntOption('--images', 0), 8)
     .option('--weights <which>', "average (the run's Polyak-averaged weights when train.average_decay > 0; the default) or raw (the last step's)")
     .option('--backend <name>', BACKEND_HELP, defaultBackend())
     .option('--json', 'print what was written as one JSON object')
     .option('--quiet', 'print nothing on success')
-    .action(run((runDir: string, out: string | undefined, flags) => exportCommand(runDir, out, flags)));
+    .action(run((runDir: string | undefined, out: string | undefined, flags) => exportEntry(runDir, out, flags)));
 
   registerCheck(program);
   registerReconstruct(program);
