@@ -1,6 +1,6 @@
 // Memory stays flat over long training: a few hundred steps of a small Glow through the trainer's own
-// loop (src/train/trainer.ts), and through the data-parallel gradients, keep the number of live
-// tensors constant from step 10 on.
+// loop (src/train/), on wasm and on webgpu, and through the data-parallel gradients, keep the number of
+// live tensors constant from step 10 on.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -15,6 +15,7 @@ import { buildModel } from '../src/flows/model.js';
 import { Optimizer } from '../src/train/optimizer.js';
 import { ParallelGradients } from '../src/train/parallel.js';
 import { Rng } from '../src/rng.js';
+import { selectBackend } from '../src/backend/select.js';
 
 const dirs: string[] = [];
 after(() => {
@@ -49,8 +50,11 @@ train:
 `;
 }
 
-test('300 trainer steps (wasm): the tensor count after the last step equals the count after step 10', async () => {
-  await tf.setBackend('wasm');
+/**
+ * `steps` trainer steps on the running backend: the tensor count at the last progress line equals the one at
+ * step 10, and train() frees everything it made.
+ */
+async function trainFlat(steps: number, label: string): Promise<void> {
   const runsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flow-memory-'));
   dirs.push(runsDir);
   const counts = new Map<number, number>();
@@ -63,17 +67,28 @@ test('300 trainer steps (wasm): the tensor count after the last step equals the 
     event() {},
     close() {},
   };
-  const cfg = parseConfigText(smallConfig(runsDir, 300));
+  const cfg = parseConfigText(smallConfig(runsDir, steps));
   const before = tf.memory().numTensors;
   const summary = await train(cfg, { resume: 'fresh', logger });
-  assert.equal(summary.step, 300);
-  assert.ok(Number.isFinite(summary.loss), 'training produced a finite loss');
+  assert.equal(summary.step, steps);
+  assert.ok(Number.isFinite(summary.loss), `${label}: training produced a finite loss`);
   const at10 = counts.get(10);
-  const atEnd = counts.get(300);
-  assert.ok(at10 !== undefined && atEnd !== undefined, `progress at steps 10 and 300, got ${[...counts.keys()].join(',')}`);
-  assert.equal(atEnd, at10, `tensors grew from ${at10} (step 10) to ${atEnd} (step 300): ${(atEnd! - at10!) / 290} per step`);
-  // And train() frees everything it made.
-  assert.equal(tf.memory().numTensors, before, 'tensors left behind after train() returned');
+  const atEnd = counts.get(steps);
+  assert.ok(at10 !== undefined && atEnd !== undefined, `${label}: progress at steps 10 and ${steps}, got ${[...counts.keys()].join(',')}`);
+  assert.equal(atEnd, at10, `${label}: tensors grew from ${at10} (step 10) to ${atEnd} (step ${steps}): ${(atEnd! - at10!) / (steps - 10)} per step`);
+  assert.equal(tf.memory().numTensors, before, `${label}: tensors left behind after train() returned`);
+}
+
+test('300 trainer steps (wasm): the tensor count after the last step equals the count after step 10', async () => {
+  await tf.setBackend('wasm');
+  await trainFlat(300, 'wasm');
+});
+
+test('40 trainer steps on webgpu (the device-side step): the tensor count stays flat too', async () => {
+  // The software adapter here (about 0.3 s a step for this model), the hardware one on a GPU machine.
+  await selectBackend('webgpu');
+  await trainFlat(40, 'webgpu');
+  await selectBackend('wasm');
 });
 
 test('200 data-parallel steps (2 threads, wasm): no tensor growth on the main thread', async () => {

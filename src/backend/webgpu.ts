@@ -147,7 +147,7 @@ async function searchAdapter(kind: 'hardware' | 'software' | 'any'): Promise<Fou
   const forced = process.env.FLOW_DAWN_BACKEND as DawnBackend | undefined;
   const order: DawnBackend[] = forced ? [forced] : kind === 'hardware' ? [hardwareBackend()] : kind === 'software' ? ['opengles'] : [hardwareBackend(), 'opengles'];
   // Mesa's EGL needs a platform without a display server; harmless where a GPU driver is used.
-  if (order.includes('opengles')) process.env.EGL_PLATFORM ??= 'surfaceless';
+  if (order.includes('opengles') && !process.env.EGL_PLATFORM) process.env.EGL_PLATFORM = 'surfaceless';
   for (const backend of order) {
     if (backend === 'vulkan' && !forced && !vulkanLoader()) continue;
     const gpu = d.create([`backend=${backend}`]);
