@@ -1,4 +1,4 @@
-// Micro-benchmark of the conv/matmul paths in src/backend/ops.ts on the shapes of Glow on
+// Micro-benchmark of the conv/matmul paths in src/kernels/cpu-paths.ts on the shapes of Glow on
 // Fashion-MNIST (batch 64; 14x14x4 and 7x7x8 after squeeze; coupling width 128).
 // Usage: node dist/scripts/bench-ops.js [wasm|cpu|all] [--batch N] [--min-ms N] [--filter SUBSTRING]
 // Prints ms per call and GFLOP/s for each op and path. Not a test.

@@ -116,10 +116,9 @@ test('a worker thread loads neither the replica pool, the trainer nor sharp (it 
   }
 });
 
-test('no module over 350 lines without a reason in its header (train, io, eval, cli, data, config, plot, ood)', () => {
+test('no module in src/ over 350 lines without a reason in its header', () => {
   const MAX_LINES = 350;
   for (const module of importGraph().keys()) {
-    if (!['train', 'io', 'eval', 'cli', 'data', 'config', 'plot', 'ood'].includes(folderOf(module))) continue;
     const text = fs.readFileSync(path.join(SRC, module), 'utf8');
     const lines = text.split('\n').length - (text.endsWith('\n') ? 1 : 0);
     if (lines <= MAX_LINES) continue;

@@ -1,5 +1,5 @@
-// The fused layer ops of src/backend/ops.ts (convLayer, denseLayer) and the replacement wasm kernels
-// (src/backend/wasm-kernels.ts) must give tfjs's own values and gradients: the reference is the
+// The fused layer ops of src/kernels/cpu-paths.ts (convLayer, denseLayer) and the replacement wasm kernels
+// (src/kernels/wasm-kernels.ts) must give tfjs's own values and gradients: the reference is the
 // plain tf ops on the cpu backend with tfjs's native gradients. Also a whole small model's parameter
 // gradients, fast paths against native.
 import { test, before, after } from 'node:test';

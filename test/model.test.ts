@@ -8,7 +8,7 @@ import { tf, type Tensor } from '../src/tf.js';
 import { Rng } from '../src/rng.js';
 import { ModelSchema, type ModelConfig } from '../src/config/schema.js';
 import { buildModel, countParameters, resolveModelConfig, type FlowModel } from '../src/flows/model.js';
-import { auditBijector, bruteForceLogAbsDet } from '../src/flows/audit.js';
+import { auditBijector, bruteForceLogAbsDet } from './bijector-checks.js';
 import { MultiScaleBuilder } from '../src/flows/multiscale.js';
 import { ActNorm, Squeeze } from '../src/flows/layers.js';
 import { ShapeError } from '../src/flows/bijector.js';

@@ -85,6 +85,9 @@ test('flow ood --json: scores, AUROCs, typicality calibration on unseen training
   assert.ok(meta.width! > 400 && meta.height! > 200, `${meta.width}x${meta.height}`);
   assert.equal(j.plot, plot);
 
+  // The run keeps the result as ood.json, where flow export --web finds its calibration.
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(runDir, 'ood.json'), 'utf8')), j);
+
   // Same seed, same numbers.
   const again = JSON.parse(flowOod(args.filter((a) => a !== '--plot' && a !== plot), dir).stdout);
   assert.deepEqual(again.auroc, j.auroc);

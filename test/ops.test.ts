@@ -1,4 +1,4 @@
-// The fast-gradient paths of src/backend/ops.ts must give tfjs's own gradients (computed on the cpu
+// The fast-gradient paths of src/kernels/cpu-paths.ts must give tfjs's own gradients (computed on the cpu
 // backend with the native ops) on both cpu and wasm.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

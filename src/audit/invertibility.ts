@@ -8,6 +8,8 @@
 //   non-finite values in outputs, reconstructions and logdets;
 // on real data and on out-of-distribution inputs (src/audit/inputs.ts), plus, for models of at most
 // `maxJacobianDims` dimensions, the summed logdet against log|det| of the brute-force Jacobian.
+// Over 350 lines for a reason: the per-layer statistics, the tolerances and the verdict are one report
+// whose fields feed each other (blame, worst layer, findings).
 import { tf, type Tensor } from '../tf.js';
 import type { FlowModel } from '../flows/model.js';
 import { flatLatents, walkLayers, type WalkLayer } from './walk.js';

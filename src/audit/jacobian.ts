@@ -4,27 +4,39 @@
 import { tf, type Tensor } from '../tf.js';
 import { logAbsDet } from '../flows/linalg.js';
 
+/** The number of outputs D of f at the single example x = [1, ...] (the Jacobian's rows). */
+export function jacobianSize(f: (x: Tensor) => Tensor, x: Tensor): number {
+  if (x.shape[0] !== 1) throw new Error(`jacobian needs a single example [1, ...], got [${x.shape}]`);
+  return tf.tidy(() => f(x).size);
+}
+
+/**
+ * Rows start .. start + k - 1 of the Jacobian as a [k, x.size] tensor, in one backward pass: k copies of x
+ * go through f and copy j's gradient, picked by a 0/1 weight on the outputs, is row start + j.
+ */
+export function jacobianRows(f: (x: Tensor) => Tensor, x: Tensor, start: number, k: number): Tensor {
+  const rows = jacobianSize(f, x);
+  return tf.tidy(() => {
+    const xs = tf.tile(x, [k, ...x.shape.slice(1).map(() => 1)]);
+    const pick = new Float32Array(k * rows);
+    for (let j = 0; j < k; j++) pick[j * rows + start + j] = 1;
+    const weights = tf.tensor2d(pick, [k, rows]);
+    const g = tf.grad((batch: Tensor) => tf.sum(tf.mul(tf.reshape(f(batch), [k, rows]), weights)));
+    return tf.reshape(g(xs), [k, x.size]);
+  });
+}
+
 /**
  * J[i][j] = d f(x)_i / d x_j for ONE example x = [1, ...], f mapping [B, ...] -> [B, D] per example
- * independently. Rows come `chunk` at a time: chunk copies of x go through f once and copy k's gradient
- * is row (start + k), picked by a 0/1 weight on the outputs.
+ * independently, `chunk` rows at a time (jacobianRows), read back asynchronously (GPU backends).
  */
 export async function chunkedJacobian(f: (x: Tensor) => Tensor, x: Tensor, chunk = 64): Promise<{ values: Float64Array; rows: number; cols: number }> {
-  if (x.shape[0] !== 1) throw new Error(`jacobian needs a single example [1, ...], got [${x.shape}]`);
   if (!Number.isInteger(chunk) || chunk < 1) throw new Error(`jacobian chunk must be a positive integer, got ${chunk}`);
+  const rows = jacobianSize(f, x);
   const cols = x.size;
-  const rows = tf.tidy(() => f(x).shape[1]!);
   const values = new Float64Array(rows * cols);
   for (let start = 0; start < rows; start += chunk) {
-    const k = Math.min(chunk, rows - start);
-    const block = tf.tidy(() => {
-      const xs = tf.tile(x, [k, ...x.shape.slice(1).map(() => 1)]);
-      const pick = new Float32Array(k * rows);
-      for (let j = 0; j < k; j++) pick[j * rows + start + j] = 1;
-      const weights = tf.tensor2d(pick, [k, rows]);
-      const g = tf.grad((batch: Tensor) => tf.sum(tf.mul(f(batch), weights)));
-      return tf.reshape(g(xs), [k, cols]);
-    });
+    const block = jacobianRows(f, x, start, Math.min(chunk, rows - start));
     values.set(await block.data(), start * cols);
     block.dispose();
   }

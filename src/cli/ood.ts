@@ -10,6 +10,7 @@ import { parseOodSpec } from '../ood/spec.js';
 import { runOod, oodHistogramSvg, type OodRunResult } from '../ood/run.js';
 import { parseIntOption, parseNumberOption, printJson, run, withBackend, BACKEND_HELP, defaultBackend } from './common.js';
 import { UserError, EXIT } from '../errors.js';
+import { atomicWriteFile } from '../io/atomic.js';
 
 export interface OodFlags {
   run?: string;
@@ -89,6 +90,8 @@ export async function oodCommand(flags: OodFlags): Promise<number> {
     await writeChart(flags.plot, oodHistogramSvg(result, `${config.name} (step ${step}): in ${result.in.name} vs out ${result.out.name}`), { scale: 2 });
   }
   const summary = oodSummary(result, { runDir, checkpoint, step, plot: flags.plot });
+  // The run keeps its latest calibration: `flow export --web` takes the typicality verdict from it.
+  atomicWriteFile(path.join(runDir, 'ood.json'), JSON.stringify(summary, null, 2) + '\n');
   if (flags.json) printJson(summary);
   else process.stdout.write(formatOod(result, flags.plot, resolved));
   return EXIT.OK;

@@ -10,11 +10,13 @@
 // are equal. On tfjs-node (or anything else) the native ops and their native gradients are used.
 // Numbers: scripts/bench-ops.ts.
 //
-// On wasm the heavy products go further, to kernels of our own (src/backend/wasm-kernels.ts,
+// On wasm the heavy products go further, to kernels of our own (src/kernels/wasm-kernels.ts,
 // wasm-simd.ts): gemm (A·B + bias, ReLU; B transposed for free) and matMulTN (Aᵀ·B plus column sums,
 // every weight and bias gradient in one pass without transposing or repacking). The layers
 // (convLayer, denseLayer) fuse bias and ReLU with hand-written gradients around them.
 // `scripts/bench --profile N` prints where a training step's time goes.
+// Over 350 lines for a reason: each fast path sits beside the gradient it must equal and the measurement
+// that chose it (chooseFilterGradMethod, useConvFewOutputs); apart, every choice would point into other files.
 import { tf, type Tensor } from '../tf.js';
 import { installWasmKernels, wasmKernelsActive, MATMUL_TN, GEMM, PATCHES, SUM_TAPS, RELU_GRAD, ADAM, AFFINE_COUPLING, LERP } from './wasm-kernels.js';
 import { forceStockOps, type Activation, type AdamOptions } from './ops.js';
@@ -55,7 +57,7 @@ function samePads(k: number): [number, number] {
 
 /**
  * aᵀ·b for a [R, M] and b [R, N] (R large: a reduction over pixels), and with withSums one more row,
- * 1ᵀ·b (b's column sums). On wasm one pass of FlowMatMulTN (src/backend/wasm-simd.ts) reads both
+ * 1ᵀ·b (b's column sums). On wasm one pass of FlowMatMulTN (src/kernels/wasm-simd.ts) reads both
  * in place; elsewhere transpose(a) (plus a ones row) times b.
  */
 export function matMulTN(a: Tensor, b: Tensor, withSums = false): Tensor {
@@ -71,7 +73,7 @@ export function matMulTN(a: Tensor, b: Tensor, withSums = false): Tensor {
 
 /**
  * a [R, K] · b ([K, N], or [N, K] when transposeB) + bias, then ReLU: on wasm one FlowGemm call
- * (src/backend/wasm-simd.ts; B packed on the fly, so the transpose is free); elsewhere tf ops.
+ * (src/kernels/wasm-simd.ts; B packed on the fly, so the transpose is free); elsewhere tf ops.
  */
 export function gemm(a: Tensor, b: Tensor, opts: { bias?: Tensor; relu?: boolean; transposeB?: boolean } = {}): Tensor {
   const n = (opts.transposeB ? b.shape[0] : b.shape[1]) as number;

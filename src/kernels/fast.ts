@@ -1,5 +1,5 @@
 // Ops for the CPU backends (wasm, cpu): custom gradients that avoid their slow kernels, and on wasm our
-// own SIMD kernels (src/backend/ops.ts, wasm-kernels.ts). Whatever has no fast path here is stock.
+// own SIMD kernels (cpu-paths.ts, wasm-kernels.ts). Whatever has no fast path here is stock.
 import { tf, type Tensor } from '../tf.js';
 import type { Ops } from './ops.js';
 import { adamStep, affineCouplingFused, convLayer, denseLayer, fusedCouplingAvailable, lerp, matMul } from '../kernels/cpu-paths.js';

@@ -10,7 +10,9 @@
 // quarter of that. Only (batched) 2-D transposes are replaced, which covers every transpose the fast
 // gradients make; anything else goes to the original kernel.
 //
-// Also registers FlowMatMulTN (Aᵀ·B without transposing A or repacking B, src/backend/wasm-simd.ts).
+// Also registers FlowMatMulTN (Aᵀ·B without transposing A or repacking B, src/kernels/wasm-simd.ts).
+// Over 350 lines for a reason: every kernel here reads the same private wasm-backend internals (heap, data
+// ids), so that coupling stays in one file, checked once against the pinned tfjs version.
 import { createRequire } from 'node:module';
 import { tf } from '../tf.js';
 import { FlowFailure } from '../errors.js';

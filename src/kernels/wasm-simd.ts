@@ -13,6 +13,8 @@
 //
 // The module is built byte by byte below (no toolchain is needed at build or run time) and imports
 // the wasm backend's own memory, so it reads and writes tensors where they already live.
+// Over 350 lines for a reason: the hand-assembled module is one unit: its bytes, the instruction
+// builders and the kernels' loop nests are emitted together.
 
 // ---- a minimal wasm encoder ----
 

@@ -1,6 +1,8 @@
 // The page of `flow export --web`: loads model.json + weights.bin, rebuilds the model with the CLI's own
 // flow code (src/flows) and runs it on the best backend the browser has: sample grid, interpolation,
 // bits/dim of an image, class picker, 2-D density. Bundled by scripts/build-web.ts.
+// Over 350 lines for a reason: it is the page's whole UI wiring, five panels sharing one loaded model and
+// backend; the model math itself comes from src/flows.
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
