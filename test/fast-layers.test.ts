@@ -17,7 +17,7 @@ import { Optimizer } from '../src/train/optimizer.js';
 import { HalfCoupling, halfCouplingTransformer } from '../src/flows/coupling.js';
 import { interleavedHeads } from '../src/flows/bijector.js';
 import type { Net } from '../src/flows/nets.js';
-import { assertClose } from './helpers.js';
+import { SMALL_FAMILIES, assertClose, smallModelYaml } from './helpers.js';
 
 before(async () => {
   await tf.setBackend('wasm');
@@ -170,19 +170,8 @@ test('wasm Identity replacement shares the buffer safely: clones survive the ori
 
 test('a whole small model: every parameter gradient with the fast paths equals tfjs native gradients', async () => {
   const rng = new Rng(24);
-  const families: Array<[string, number[]]> = [
-    ['glow', [8, 8, 2]],
-    ['realnvp', [4, 4, 3]],
-    ['nice', [6]],
-  ];
-  for (const [family, shape] of families) {
-    const cfg = parseConfigText(`
-model:
-  family: ${family}
-  levels: ${shape.length === 3 ? 2 : 1}
-  depth: 2
-  width: 12
-`);
+  for (const [family, shape] of SMALL_FAMILIES) {
+    const cfg = parseConfigText(smallModelYaml(family, shape));
     const dims = size(shape);
     const o = { dims, nBins: 256, lossName: shape.length === 3 ? ('bpd' as const) : ('nll' as const), classLossWeight: 0 };
     const x = rng.uniformArray(5 * dims, -0.5, 0.5);

@@ -95,3 +95,21 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   assert.ok(scale > 0, `${what}: the reference is all zeros, the check would prove nothing`);
   assert.ok(worst <= tol * scale, `${what}: max |actual - expected| = ${worst} at ${at} (${actual[at]} vs ${expected[at]}), tolerance ${tol * scale}`);
 }
+
+/** One small model of each family with the per-example shape it runs on (images for Glow/RealNVP, vectors for NICE). */
+export const SMALL_FAMILIES: Array<[family: string, shape: number[]]> = [
+  ['glow', [8, 8, 2]],
+  ['realnvp', [4, 4, 3]],
+  ['nice', [6]],
+];
+
+/** The config text of a small model of `family` on `shape`: 2 levels for images, depth 2, width 12. */
+export function smallModelYaml(family: string, shape: number[]): string {
+  return `
+model:
+  family: ${family}
+  levels: ${shape.length === 3 ? 2 : 1}
+  depth: 2
+  width: 12
+`;
+}

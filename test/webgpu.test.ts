@@ -20,7 +20,7 @@ import { buildModel, type FlowModel } from '../src/flows/model.js';
 import { parseConfigText } from '../src/config/load.js';
 import { lossAndGrads, trainStep } from '../src/train/step.js';
 import { Optimizer } from '../src/train/optimizer.js';
-import { TINY_CONFIG, assertClose, flow, tempDir, writeYaml } from './helpers.js';
+import { SMALL_FAMILIES, TINY_CONFIG, assertClose, flow, smallModelYaml, tempDir, writeYaml } from './helpers.js';
 
 let webgpu: SelectedBackend;
 
@@ -109,21 +109,8 @@ test('every bijector: forward, inverse and both log-determinants on webgpu equal
   }
 });
 
-const FAMILIES: Array<[string, number[]]> = [
-  ['glow', [8, 8, 2]],
-  ['realnvp', [4, 4, 3]],
-  ['nice', [6]],
-];
-
 function modelOf(family: string, shape: number[]): FlowModel {
-  const cfg = parseConfigText(`
-model:
-  family: ${family}
-  levels: ${shape.length === 3 ? 2 : 1}
-  depth: 2
-  width: 12
-`);
-  return buildModel(cfg.model, shape, { seed: 4 });
+  return buildModel(parseConfigText(smallModelYaml(family, shape)).model, shape, { seed: 4 });
 }
 
 interface ModelRun {
@@ -163,7 +150,7 @@ async function runModel(family: string, shape: number[], backend: 'cpu' | 'webgp
 }
 
 test('whole models (glow, realnvp, nice): log p(x), every gradient, one Adam step, samples and decode on webgpu equal cpu', async () => {
-  for (const [family, shape] of FAMILIES) {
+  for (const [family, shape] of SMALL_FAMILIES) {
     const cpu = await runModel(family, shape, 'cpu');
     const gpu = await runModel(family, shape, 'webgpu');
     assertNear(gpu.logp, cpu.logp, `${family}: log p(x)`);
