@@ -3,7 +3,7 @@
 // (src/audit/jacobian.ts) but read synchronously, as the cpu backend the tests use allows.
 import { tf, type Tensor } from '../src/tf.js';
 import type { Bijector } from '../src/flows/bijector.js';
-import { logAbsDet } from '../src/flows/linalg.js';
+import { logAbsDet } from '../src/linalg.js';
 import { jacobianRows, jacobianSize } from '../src/audit/jacobian.js';
 
 /** log|det J| of f at the single example x (f must preserve dimension), in float64. */

@@ -2,7 +2,7 @@
 // (hundreds of dimensions) never holds hundreds of copies of its activations at once, and the
 // brute-force log|det J| it gives (float64 LU) to hold a model's analytic logdet against.
 import { tf, type Tensor } from '../tf.js';
-import { logAbsDet } from '../flows/linalg.js';
+import { logAbsDet } from '../linalg.js';
 
 /** The number of outputs D of f at the single example x = [1, ...] (the Jacobian's rows). */
 export function jacobianSize(f: (x: Tensor) => Tensor, x: Tensor): number {

@@ -2,6 +2,7 @@
 // own SIMD kernels (cpu-paths.ts, wasm-kernels.ts). Whatever has no fast path here is stock.
 import { tf, type Tensor } from '../tf.js';
 import type { Ops } from './ops.js';
+import { luInverseOnHost, luWeightOnHost, matrixInverseOnHost, matrixLogAbsDetOnHost } from './lu.js';
 import { adamStep, affineCouplingFused, convLayer, denseLayer, fusedCouplingAvailable, lerp, matMul } from '../kernels/cpu-paths.js';
 
 // tf.customGrad's typings take a variadic (...args: Tensor[]) function, hence the casts.
@@ -72,6 +73,10 @@ export const fastOps: Ops = {
   selectChannels,
   interleavedHeads,
   concatChannels,
+  luWeight: luWeightOnHost,
+  luInverse: luInverseOnHost,
+  matrixLogAbsDet: matrixLogAbsDetOnHost,
+  matrixInverse: matrixInverseOnHost,
   affineCouplingKernel: () => (fusedCouplingAvailable() ? affineCouplingFused : null),
   adamStep,
   lerp,

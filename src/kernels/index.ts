@@ -8,4 +8,4 @@ setDefaultOps(stockOps);
 registerOps('wasm', fastOps);
 registerOps('cpu', fastOps);
 
-export { ops, type Ops, type Activation, type AdamOptions } from './ops.js';
+export { ops, type Ops, type Activation, type AdamOptions, type LuFactors } from './ops.js';

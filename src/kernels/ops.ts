@@ -24,6 +24,16 @@ export interface AdamOptions {
  */
 export type AffineCouplingKernel = (x: Tensor, h: Tensor, splitAt: number, floor: number, inverse: boolean) => { y: Tensor; logdet: Tensor };
 
+/** An LU-parameterised 1x1 conv's factors: W = P L U, L = I + strict lower part of `lower`, U = strict upper part of `upper` + diag(sign * exp(logs)). */
+export interface LuFactors {
+  channels: number;
+  perm: Tensor;
+  sign: Tensor;
+  lower: Tensor;
+  upper: Tensor;
+  logs: Tensor;
+}
+
 export interface Ops {
   /** 'stock' or 'fast', for reports and tests. */
   readonly name: string;
@@ -50,6 +60,14 @@ export interface Ops {
    * tape records); null otherwise, and the coupling runs as ordinary ops.
    */
   affineCouplingKernel(): AffineCouplingKernel | null;
+  /** W (or Wᵀ) of LU factors, differentiable in lower, upper and logs. */
+  luWeight(f: LuFactors, transposed: boolean): Tensor;
+  /** W^{-1} (or its transpose) of LU factors; not differentiable (sampling, decoding). */
+  luInverse(f: LuFactors, transposed: boolean): Tensor;
+  /** log|det W| of a free square matrix, with its gradient. */
+  matrixLogAbsDet(w: Tensor): Tensor;
+  /** W^{-1} (or its transpose) of a free square matrix. */
+  matrixInverse(w: Tensor, transposed: boolean): Tensor;
   /** One Adam/Adamax update: new [param, m, v] (the caller assigns and disposes them). */
   adamStep(param: Tensor, m: Tensor, v: Tensor, g: Tensor, o: AdamOptions): [Tensor, Tensor, Tensor];
   /** a * w + b * (1 - w). */

@@ -2,6 +2,7 @@
 // (webgpu, tensorflow), where each of these is one device kernel and nothing is read back to the host.
 import { tf, type Tensor } from '../tf.js';
 import type { Activation, AdamOptions, Ops } from './ops.js';
+import { freeMatrixOnDevice, luInverseByOps, luWeightByOps } from './lu.js';
 
 /** x[..., columns]: one slice for a contiguous range, else a gather over the last axis. */
 function selectChannels(x: Tensor, columns: readonly number[]): Tensor {
@@ -65,6 +66,10 @@ export const stockOps: Ops = {
   interleavedHeads,
   concatChannels: (parts) => (parts.length === 1 ? tf.clone(parts[0]!) : tf.concat(parts, -1)),
   affineCouplingKernel: () => null,
+  luWeight: luWeightByOps,
+  luInverse: luInverseByOps,
+  matrixLogAbsDet: freeMatrixOnDevice,
+  matrixInverse: freeMatrixOnDevice,
   adamStep: adamStepByOps,
   lerp: lerpByOps,
 };

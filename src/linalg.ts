@@ -1,6 +1,6 @@
 // Small dense linear algebra in float64 JS: tfjs has no det/inverse/solve, and the 1x1 convolution
 // only ever needs it for C x C matrices (C <= a few hundred). Matrices are row-major Float64Arrays.
-import type { Rng } from '../rng.js';
+import type { Rng } from './rng.js';
 
 export type Matrix = Float64Array;
 
