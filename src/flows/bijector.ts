@@ -83,16 +83,10 @@ export function perExample(scalar: Tensor, batch: number): Tensor {
   return tf.add(tf.zeros([batch]), scalar);
 }
 
-/** x[..., columns] (how: the backend's Ops). */
-export function selectChannels(x: Tensor, columns: readonly number[]): Tensor {
-  return ops().selectChannels(x, columns);
-}
-
-/** Splits the last axis into [first n, rest]. */
+/** Splits the last axis into [first n, rest] (how: the backend's Ops). */
 export function splitChannels(x: Tensor, n: number): [Tensor, Tensor] {
   const c = x.shape[x.rank - 1]!;
-  const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
-  return [selectChannels(x, range(0, n)), selectChannels(x, range(n, c))];
+  return [ops().sliceChannels(x, 0, n), ops().sliceChannels(x, n, c - n)];
 }
 
 /** openai/glow's interleaved heads of the last axis: head j = h[..., j::heads]. */

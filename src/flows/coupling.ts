@@ -13,7 +13,6 @@ import {
   sameAs,
   sameWithChannels,
   splitChannels,
-  selectChannels,
 } from './bijector.js';
 import { ops } from '../kernels/index.js';
 import type { Net } from './nets.js';
@@ -58,7 +57,7 @@ export class HalfCoupling implements Bijector {
     if (!(this.transformer instanceof SigmoidAffineTransformer)) return null;
     const kernel = ops().affineCouplingKernel();
     if (!kernel) return null;
-    const a = selectChannels(x, Array.from({ length: this.splitAt }, (_, i) => i));
+    const a = ops().sliceChannels(x, 0, this.splitAt);
     return kernel(x, this.net.apply(a), this.splitAt, this.transformer.scaleFloor, inverse);
   }
 

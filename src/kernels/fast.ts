@@ -3,7 +3,7 @@
 import { tf, type Tensor } from '../tf.js';
 import type { Ops } from './ops.js';
 import { luInverseOnHost, luWeightOnHost, matrixInverseOnHost, matrixLogAbsDetOnHost } from './lu.js';
-import { adamStep, affineCouplingFused, convLayer, denseLayer, fusedCouplingAvailable, lerp, matMul } from '../kernels/cpu-paths.js';
+import { adamStep, affineCouplingFused, convLayer, denseLayer, fusedCouplingAvailable, lerp, matMul } from './cpu-paths.js';
 
 // tf.customGrad's typings take a variadic (...args: Tensor[]) function, hence the casts.
 type CustomGradFn = Parameters<typeof tf.customGrad>[0];
@@ -40,6 +40,11 @@ function selectChannels(x: Tensor, columns: readonly number[]): Tensor {
   return mixChannels(x, m, c, k);
 }
 
+/** x[..., begin : begin + size] as one 0/1 matmul (see selectChannels). */
+function sliceChannels(x: Tensor, begin: number, size: number): Tensor {
+  return selectChannels(x, Array.from({ length: size }, (_, i) => begin + i));
+}
+
 /** Head j = h[..., j::heads], each one 0/1 matmul (see selectChannels). */
 function interleavedHeads(h: Tensor, heads: number): Tensor[] {
   const c = h.shape[h.rank - 1]!;
@@ -70,7 +75,7 @@ export const fastOps: Ops = {
   matMul,
   denseLayer,
   convLayer,
-  selectChannels,
+  sliceChannels,
   interleavedHeads,
   concatChannels,
   luWeight: luWeightOnHost,

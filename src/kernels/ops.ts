@@ -49,8 +49,8 @@ export interface Ops {
   denseLayer(x: Tensor, w: Tensor, bias: Tensor, activation: Activation): Tensor;
   /** act(conv(x, filter) + bias): stride-1 'same' conv, NHWC input, HWIO filter. */
   convLayer(x: Tensor, filter: Tensor, bias: Tensor, activation: Activation): Tensor;
-  /** x[..., columns]. */
-  selectChannels(x: Tensor, columns: readonly number[]): Tensor;
+  /** x[..., begin : begin + size] (a contiguous channel range). */
+  sliceChannels(x: Tensor, begin: number, size: number): Tensor;
   /** openai/glow's interleaved heads of the last axis: head j = h[..., j::heads] (heads divides C). */
   interleavedHeads(h: Tensor, heads: number): Tensor[];
   /** Concatenation along the last axis. */

@@ -4,16 +4,14 @@ import { tf, type Tensor } from '../tf.js';
 import type { Activation, AdamOptions, Ops } from './ops.js';
 import { freeMatrixOnDevice, luInverseByOps, luWeightByOps } from './lu.js';
 
-/** x[..., columns]: one slice for a contiguous range, else a gather over the last axis. */
-function selectChannels(x: Tensor, columns: readonly number[]): Tensor {
-  const first = columns[0] ?? 0;
-  const contiguous = columns.every((c, i) => c === first + i);
-  if (contiguous) {
-    const begin = x.shape.map((_, i) => (i === x.rank - 1 ? first : 0));
-    const size = x.shape.map((d, i) => (i === x.rank - 1 ? columns.length : d));
-    return tf.slice(x, begin, size);
-  }
-  return tf.gather(x, tf.tensor1d(Array.from(columns), 'int32'), x.rank - 1);
+/** x[..., begin : begin + size] as one slice. */
+function sliceChannels(x: Tensor, begin: number, size: number): Tensor {
+  const last = x.rank - 1;
+  return tf.slice(
+    x,
+    x.shape.map((_, i) => (i === last ? begin : 0)),
+    x.shape.map((d, i) => (i === last ? size : d)),
+  );
 }
 
 /** Head j = h[..., j::heads] as one reshape and split: no gather (whose gradient reads indices on the host). */
@@ -62,7 +60,7 @@ export const stockOps: Ops = {
     tf.fused.matMul({ a: x as tf.Tensor2D, b: w as tf.Tensor2D, bias, activation }),
   convLayer: (x: Tensor, filter: Tensor, bias: Tensor, activation: Activation) =>
     tf.fused.conv2d({ x: x as tf.Tensor4D, filter: filter as tf.Tensor4D, strides: 1, pad: 'same', bias, activation }),
-  selectChannels,
+  sliceChannels,
   interleavedHeads,
   concatChannels: (parts) => (parts.length === 1 ? tf.clone(parts[0]!) : tf.concat(parts, -1)),
   affineCouplingKernel: () => null,
