@@ -57,6 +57,13 @@ class SymbolModel {
   /** Per component: the sigmoid at lo - 0.5 in the tail taken (the upper tail's complement when up). */
   private readonly sa: Float64Array;
   private readonly up: Uint8Array;
+  /** Per component: 1 - e^(-1/s), the bin-mass factor of logBinMass. */
+  private readonly em1: Float64Array;
+  /** log sum_k exp(logit_k): log pi_k = logit_k - logNorm. */
+  private logNorm = 0;
+  private i = 0;
+  /** The heaviest component. */
+  private best = 0;
   lo = 0;
   hi = 0;
   /** hi - lo + 1. */
@@ -73,31 +80,46 @@ class SymbolModel {
     this.invS = new Float64Array(K);
     this.sa = new Float64Array(K);
     this.up = new Uint8Array(K);
+    this.em1 = new Float64Array(K);
   }
 
-  load(i: number): void {
-    const { K, w, mu, invS, sa, up } = this;
+  /** Symbol i's weights, means and scales: enough for logProb(). */
+  loadMixture(i: number): void {
+    const { K, w, mu, invS, em1 } = this;
     const { logits, means, logScales } = this.params;
     const base = i * K;
+    this.i = i;
     let maxLogit = Number.NEGATIVE_INFINITY;
     for (let k = 0; k < K; k++) maxLogit = Math.max(maxLogit, logits[base + k]!);
     let sum = 0;
     for (let k = 0; k < K; k++) sum += w[k] = Math.exp(logits[base + k]! - maxLogit);
+    this.logNorm = maxLogit + Math.log(sum);
     let best = 0;
-    let lo = Number.POSITIVE_INFINITY;
-    let hi = Number.NEGATIVE_INFINITY;
     for (let k = 0; k < K; k++) {
       w[k]! /= sum;
       if (w[k]! > w[best]!) best = k;
       mu[k] = means[base + k]!;
-      const ls = Math.min(LOG_SCALE_MAX, Math.max(LOG_SCALE_MIN, logScales[base + k]!));
-      invS[k] = Math.exp(-ls);
+      const is = Math.exp(-Math.min(LOG_SCALE_MAX, Math.max(LOG_SCALE_MIN, logScales[base + k]!)));
+      invS[k] = is;
+      em1[k] = -Math.expm1(-is);
+    }
+    this.best = best;
+  }
+
+  /** Symbol i's mixture, window and quantised CDF. */
+  load(i: number): void {
+    this.loadMixture(i);
+    const { K, w, mu, invS, sa, up } = this;
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = Number.NEGATIVE_INFINITY;
+    for (let k = 0; k < K; k++) {
       if (w[k]! >= WINDOW_MIN_WEIGHT) {
-        const reach = TAIL_SCALES * Math.exp(ls);
+        const reach = TAIL_SCALES / invS[k]!;
         lo = Math.min(lo, mu[k]! - reach);
         hi = Math.max(hi, mu[k]! + reach);
       }
     }
+    const best = this.best;
     lo = Math.min(INT32_MAX, Math.max(INT32_MIN, Math.floor(lo)));
     hi = Math.min(INT32_MAX, Math.max(INT32_MIN, Math.ceil(hi)));
     if (hi - lo + 1 > MAX_WINDOW) {
@@ -140,17 +162,34 @@ class SymbolModel {
     const f = this.uniform ? j / this.n : this.g(this.lo + j - 0.5) / this.d;
     return Math.floor(f * this.s) + j;
   }
+
+  /** A first guess at the j whose slots hold `slot`: the heaviest component's quantile. */
+  guess(slot: number): number {
+    const u = (slot + 0.5) / ESC_START;
+    const x = this.mu[this.best]! + Math.log(u / (1 - u)) / this.invS[this.best]!;
+    return Math.min(this.n - 1, Math.max(0, Math.floor(x + 0.5) - this.lo));
+  }
+
+  /**
+   * ln P(z): sum_k pi_k sigmoid(b_k) sigmoid(-a_k) (1 - e^(-1/s_k)) (each factor accurate to a few ulp in
+   * every tail), or, where that sum underflows, the same in the log domain.
+   */
+  logProb(z: number): number {
+    const { K, w, mu, invS, em1 } = this;
+    let p = 0;
+    for (let k = 0; k < K; k++) {
+      const a = (z - 0.5 - mu[k]!) * invS[k]!;
+      const b = (z + 0.5 - mu[k]!) * invS[k]!;
+      p += (((w[k]! / (1 + Math.exp(-b))) / (1 + Math.exp(a))) * em1[k]!);
+    }
+    return p > 1e-280 ? Math.log(p) : logProbLog(this.params, this.i, z, this.logNorm);
+  }
 }
 
-/** ln P(z) under symbol i's mixture (scales clamped as SymbolModel clamps them), computed in the log domain. */
-function logProb(params: MixtureParams, i: number, z: number): number {
+/** ln P(z) under symbol i's mixture in the log domain (scales clamped as SymbolModel clamps them): for P below ~1e-280. */
+function logProbLog(params: MixtureParams, i: number, z: number, logNorm: number): number {
   const K = params.components;
   const base = i * K;
-  let maxLogit = Number.NEGATIVE_INFINITY;
-  for (let k = 0; k < K; k++) maxLogit = Math.max(maxLogit, params.logits[base + k]!);
-  let sumW = 0;
-  for (let k = 0; k < K; k++) sumW += Math.exp(params.logits[base + k]! - maxLogit);
-  const logNorm = maxLogit + Math.log(sumW);
   // log-sum-exp over components of log pi_k + log(bin mass_k), streaming.
   let m = Number.NEGATIVE_INFINITY;
   let acc = 0;
@@ -180,8 +219,12 @@ function logSigmoid(x: number): number {
 /** The model's ideal code length of `symbols`, -sum log2 P(z_i), in bits (float64, unquantised). */
 export function mixtureIdealBits(symbols: Int32Array, params: MixtureParams): number {
   checkParams(params, symbols.length);
+  const model = new SymbolModel(params);
   let nats = 0;
-  for (let i = 0; i < symbols.length; i++) nats -= logProb(params, i, symbols[i]!);
+  for (let i = 0; i < symbols.length; i++) {
+    model.loadMixture(i);
+    nats -= model.logProb(symbols[i]!);
+  }
   return nats / Math.LN2;
 }
 
@@ -203,7 +246,7 @@ export function encodeMixtureSymbols(enc: RansEncoder, symbols: Int32Array, para
       enc.put(ESC_START, ESCAPE_FREQ);
       putBits32(enc, z >>> 0);
     }
-    nats -= logProb(params, i, z);
+    nats -= model.logProb(z);
   }
   return nats / Math.LN2;
 }
@@ -223,13 +266,45 @@ export function decodeMixtureSymbols(dec: RansDecoder, n: number, params: Mixtur
       out[i] = z;
       continue;
     }
-    // The j in [0, n) with C(j) <= slot < C(j+1).
+    // The j in [0, n) with C(j) <= slot < C(j+1): gallop from the guess to a bracket, then bisect.
     let jLo = 0;
     let jHi = model.n;
     let cLo = 0;
     let cHi = ESC_START;
+    const j0 = model.guess(slot);
+    const c0 = model.cdf(j0);
+    if (c0 <= slot) {
+      jLo = j0;
+      cLo = c0;
+      for (let step = 1; jLo + step < jHi; step *= 2) {
+        const c = model.cdf(jLo + step);
+        if (c > slot) {
+          jHi = jLo + step;
+          cHi = c;
+          break;
+        }
+        jLo += step;
+        cLo = c;
+      }
+    } else {
+      jHi = j0;
+      cHi = c0;
+      for (let step = 1; jHi - step > jLo; step *= 2) {
+        const c = model.cdf(jHi - step);
+        if (c <= slot) {
+          jLo = jHi - step;
+          cLo = c;
+          break;
+        }
+        jHi -= step;
+        cHi = c;
+      }
+    }
+    // Interpolation steps while they at least halve the bracket, bisection after one that does not.
+    let bisect = false;
     while (jHi - jLo > 1) {
-      const mid = (jLo + jHi) >>> 1;
+      const width = jHi - jLo;
+      const mid = bisect ? (jLo + jHi) >>> 1 : Math.min(jHi - 1, Math.max(jLo + 1, jLo + Math.floor(((slot - cLo) / (cHi - cLo)) * width)));
       const c = model.cdf(mid);
       if (c <= slot) {
         jLo = mid;
@@ -238,6 +313,7 @@ export function decodeMixtureSymbols(dec: RansDecoder, n: number, params: Mixtur
         jHi = mid;
         cHi = c;
       }
+      bisect = !bisect && 2 * (jHi - jLo) > width;
     }
     dec.advance(cLo, cHi - cLo);
     out[i] = model.lo + jLo;
