@@ -91,6 +91,22 @@ test('efficiency: 10^5 symbols at scales 0.3..30 cost within 0.5% of the ideal b
 
 const one = (mean: number, logScale: number, n: number): MixtureParams => makeParams(n, 1, { logit: () => 0, mean: () => mean, logScale: () => logScale });
 
+test('every integer in and around the window is codable (each has a non-empty slot range) for 300 random mixtures', () => {
+  const rng = new Rng(17);
+  for (let m = 0; m < 300; m++) {
+    const K = 1 + (m % 4);
+    const logScales = Array.from({ length: K }, () => (m % 10 === 0 ? -20 : -4 + rng.next() * 7));
+    const means = Array.from({ length: K }, () => (rng.next() - 0.5) * 30);
+    const logits = Array.from({ length: K }, () => rng.normal() * 3);
+    const reach = 20 * Math.exp(Math.max(...logScales)) + 20;
+    const from = Math.floor(Math.min(...means) - reach);
+    const to = Math.ceil(Math.max(...means) + reach);
+    const symbols = Int32Array.from({ length: to - from + 1 }, (_, j) => from + j);
+    const p = makeParams(symbols.length, K, { logit: (_, k) => logits[k]!, mean: (_, k) => means[k]!, logScale: (_, k) => logScales[k]! });
+    roundTrip(symbols, p);
+  }
+});
+
 test('a tiny scale puts all mass on one integer: it costs ~0 bits; its neighbours and far values still round-trip', () => {
   const symbols = Int32Array.from([3, 3, 3, 3, 4, 2, 3, -1000, 3, 2147483647, -2147483648]);
   for (const mean of [3.2, 3, 3.5, 2.5000001]) {
@@ -112,6 +128,12 @@ test('a huge scale (logScale 20 and beyond) codes int32 values near and far from
   assert.ok(bits < symbols.length * 52, `${bits} bits`);
   assert.ok(ideal > symbols.length * 28, `${ideal}`);
   roundTrip(symbols, one(0, 1000, symbols.length));
+  // P(mean) = sigmoid(0.5/s) - sigmoid(-0.5/s) = tanh(0.25/s): exact however wide the logistic.
+  for (const logScale of [20, 10, 0, -2]) {
+    const expected = -Math.log2(Math.tanh(0.25 * Math.exp(-logScale)));
+    const actual = mixtureIdealBits(Int32Array.from([0]), one(0, logScale, 1));
+    assert.ok(Math.abs(actual - expected) <= 1e-12 * expected, `logScale ${logScale}: ${actual} vs ${expected}`);
+  }
 });
 
 test('symbols far outside the window are escaped and round-trip; their ideal bits are exact even where P underflows', () => {

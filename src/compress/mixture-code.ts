@@ -228,7 +228,11 @@ export function mixtureIdealBits(symbols: Int32Array, params: MixtureParams): nu
   return nats / Math.LN2;
 }
 
-/** Queues symbols[i] under symbol i's mixture on enc; returns their ideal code length in bits (as mixtureIdealBits). */
+/**
+ * Queues symbols[i] under symbol i's mixture on enc; returns their ideal code length in bits (as mixtureIdealBits).
+ * Bad params throw before anything is queued; an empty slot range (a bug: the quantised CDF decreased) throws
+ * midway, and the encoder should then be discarded.
+ */
 export function encodeMixtureSymbols(enc: RansEncoder, symbols: Int32Array, params: MixtureParams): number {
   checkParams(params, symbols.length);
   const model = new SymbolModel(params);
