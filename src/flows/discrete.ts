@@ -61,7 +61,15 @@ export function mixtureFromHeads(h: Tensor, components: number): Mixture {
   const k = components;
   // The Ops' channel slices: wasm's SplitV of a rank-5 tensor costs a fifth of a training step.
   const part = (i: number) => ops().sliceChannels(h, i * k, k);
-  return { logits: part(0), means: part(1), logScales: tf.add(part(2), LOG_SCALE_OFFSET) };
+  return { logits: part(0), means: tf.add(part(1), componentOffsets(k)), logScales: tf.add(part(2), LOG_SCALE_OFFSET) };
+}
+
+/**
+ * Fixed offsets of the K components' means, evenly over [-0.25, 0.25]: zero-initialised heads would
+ * otherwise give every component the same parameters and the same gradient forever (one logistic, K times).
+ */
+function componentOffsets(k: number): Tensor {
+  return tf.tensor1d(Array.from({ length: k }, (_, i) => (k === 1 ? 0 : -0.25 + (0.5 * i) / (k - 1))));
 }
 
 /**
