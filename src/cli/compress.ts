@@ -1,0 +1,243 @@
+// `flow compress` and `flow decompress`: lossless image compression with an integer flow's priors and
+// rANS (src/compress/). Parse flags, resolve the run, call the library, print.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { tf } from '../tf.js';
+import { VERSION } from '../version.js';
+import { UserError, EXIT } from '../errors.js';
+import { atomicWriteFile } from '../io/atomic.js';
+import { checkpointDigest } from '../io/checkpoint-layout.js';
+import { loadModel, type LoadedModel } from '../io/model-io.js';
+import { resolveRun, describeRun, displayPath, CHECKPOINT_HELP, type ResolvedRun } from '../io/run.js';
+import { createChunkCodec } from '../compress/codec.js';
+import type { ChunkCodec } from '../compress/codec-types.js';
+import { decodeContainer, expandIndices } from '../compress/container.js';
+import { checkArithmetic, checkCheckpoint, compressImages, decompressContainer } from '../compress/compress.js';
+import { readInputs } from '../compress/inputs.js';
+import { pixelSha256, writeImages } from '../compress/output.js';
+import { CodecPool } from '../compress/pool.js';
+import { formatReport, measureReport } from '../compress/report.js';
+import { chooseThreads, parseIntOption, parseShard, parseThreads, parseWeights, printJson, run, withBackend, BACKEND_HELP, defaultBackend } from './common.js';
+
+export const DEFAULT_CHUNK_SIZE = 100;
+
+interface CommonFlags {
+  run?: string;
+  checkpoint?: string;
+  backend?: string;
+  threads?: number | 'auto';
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export interface CompressFlags extends CommonFlags {
+  out: string;
+  weights?: string;
+  limit: number;
+  chunkSize: number;
+  shard?: string;
+  report?: boolean;
+}
+
+export interface DecompressFlags extends CommonFlags {
+  out: string;
+}
+
+const THREADS_HELP = 'worker threads, each with its own copy of the model, coding whole chunks (wasm/cpu backends; the bytes do not depend on it); auto: the cores the load average leaves free, 1 for under 500 images';
+
+export function register(program: Command): void {
+  program
+    .command('compress')
+    .description('losslessly compress 8-bit images with an integer discrete flow (model.family: idf) into one file')
+    .argument('<inputs...>', 'image files, folders of PNG/JPEG images, or a data spec as flow ood takes (default split test), e.g. embedded:test, fashion-mnist:test, idx:DIR:test')
+    .requiredOption('--out <file>', 'the compressed file to write (e.g. test.flowz)')
+    .option('--run <dir>', 'run directory (or one checkpoint directory); default <runs>/latest')
+    .option('--checkpoint <which>', CHECKPOINT_HELP)
+    .option('--weights <which>', "average (the run's Polyak-averaged weights when train.average_decay > 0; the default) or raw (the last step's)")
+    .option('--limit <n>', 'compress only the first n images of the inputs (0 = all)', parseIntOption('--limit', 0), 0)
+    .option('--chunk-size <n>', 'images per independently coded chunk (every chunk runs at this many rows)', parseIntOption('--chunk-size', 1), DEFAULT_CHUNK_SIZE)
+    .option('--shard <i/n>', "compress only images i, i+n, ... into this file (self-contained; decompress names them by global index)")
+    .option('--threads <n|auto>', THREADS_HELP, parseThreads, 'auto')
+    .option('--backend <name>', BACKEND_HELP, defaultBackend())
+    .option('--report', 'decode the written file again to check it, and compare its bits/dim with the model ideal, PNG and lossless WebP')
+    .option('--json', 'print the result as one JSON object')
+    .option('--quiet', 'no backend line or summary (the --report lines still print)')
+    .action(run((inputs: string[], flags: CompressFlags) => compressCommand(inputs, flags)));
+
+  program
+    .command('decompress')
+    .description('restore the exact images of a flow compress file, as PNG')
+    .argument('<file>', 'a file written by flow compress')
+    .requiredOption('--out <dir|file.png>', 'a folder (one PNG per image: stored names, else the global index) or, for one image, a .png file')
+    .option('--run <dir>', 'run directory (or one checkpoint directory); default: the checkpoint the file names when it is still there, else <runs>/latest')
+    .option('--checkpoint <which>', CHECKPOINT_HELP)
+    .option('--threads <n|auto>', THREADS_HELP, parseThreads, 'auto')
+    .option('--backend <name>', BACKEND_HELP, defaultBackend())
+    .option('--json', 'print the result, with every image\'s pixel sha256, as one JSON object')
+    .option('--quiet', 'no backend line or summary')
+    .action(run((file: string, flags: DecompressFlags) => decompressCommand(file, flags)));
+}
+
+/** --threads for coding: N worker threads on wasm/cpu; native backends thread themselves. */
+function codingThreads(requested: number | 'auto' | undefined, images: number, quiet?: boolean): number {
+  const backend = tf.getBackend();
+  const native = backend !== 'wasm' && backend !== 'cpu';
+  if (native && typeof requested === 'number' && requested > 1) {
+    throw new UserError(`--threads ${requested}: extra threads run the wasm or cpu backend, not ${backend} (which uses its own threads); drop --threads`);
+  }
+  if (native) return 1;
+  const { threads, note } = chooseThreads(requested, images);
+  if (note && !quiet) process.stderr.write(`${note}\n`);
+  return threads;
+}
+
+/** Model, codec and pool for one command; close() releases all three. */
+async function openCoder(resolved: ResolvedRun, weights: 'average' | 'raw', chunkSize: number, flags: CommonFlags, images: () => number) {
+  const loaded: LoadedModel = await withBackend(flags, () => loadModel(resolved.checkpoint, weights));
+  let codec: ChunkCodec | undefined;
+  try {
+    codec = await createChunkCodec(loaded, chunkSize);
+    const fingerprint = await codec.fingerprint();
+    return {
+      loaded,
+      codec,
+      fingerprint,
+      pool: async () => CodecPool.create(codec!, codingThreads(flags.threads, images(), flags.quiet), { checkpoint: resolved.checkpoint, weights: loaded.weights, backend: tf.getBackend() }),
+      close: () => {
+        codec?.dispose();
+        loaded.model.dispose();
+      },
+    };
+  } catch (e) {
+    codec?.dispose();
+    loaded.model.dispose();
+    throw e;
+  }
+}
+
+export async function compressCommand(inputs: string[], flags: CompressFlags): Promise<number> {
+  const shard = flags.shard ? parseShard(flags.shard) : null;
+  const weights = parseWeights(flags.weights);
+  const resolved = resolveRun(flags.run, { checkpoint: flags.checkpoint });
+  const checkpointSha256 = checkpointDigest(resolved.checkpoint);
+  let count = 0;
+  const coder = await openCoder(resolved, weights, flags.chunkSize, flags, () => count);
+  let pool: CodecPool | undefined;
+  try {
+    const images = await readInputs(inputs, { shape: coder.codec.imageShape, seed: coder.loaded.config.seed, limit: flags.limit, shard });
+    count = images.count;
+    pool = await coder.pool();
+    const compressed = await compressImages(pool, images, {
+      toolVersion: VERSION,
+      checkpointSha256,
+      runDir: resolved.runDir,
+      checkpoint: resolved.checkpoint,
+      step: resolved.step,
+      weights: coder.loaded.weights,
+      backend: tf.getBackend(),
+      fingerprint: coder.fingerprint,
+      shard,
+      inputs,
+    });
+    fs.mkdirSync(path.dirname(path.resolve(flags.out)), { recursive: true });
+    atomicWriteFile(flags.out, compressed.bytes);
+    const report = flags.report ? await measureReport(pool, flags.out, images, compressed) : undefined;
+    const dims = images.count * images.shape[0] * images.shape[1] * images.shape[2];
+    const bpd = (compressed.bytes.length * 8) / dims;
+    const ideal = compressed.idealBits / dims;
+    const dims1 = images.shape[0] * images.shape[1] * images.shape[2];
+    if (flags.json) {
+      printJson({
+        file: flags.out,
+        bytes: compressed.bytes.length,
+        images: images.count,
+        total: images.total,
+        shard,
+        shape: images.shape,
+        chunk_size: flags.chunkSize,
+        chunks: compressed.container.chunks.length,
+        bits_per_dim: bpd,
+        ideal_bits_per_dim: ideal,
+        encode_images_per_s: images.count / compressed.encodeSeconds,
+        threads: pool.threads,
+        run_dir: resolved.runDir,
+        checkpoint: resolved.checkpoint,
+        step: resolved.step,
+        weights: coder.loaded.weights,
+        backend: tf.getBackend(),
+        fingerprint: coder.fingerprint,
+        checkpoint_sha256: checkpointSha256,
+        image_sha256: Array.from({ length: images.count }, (_, i) => ({ index: images.indices[i], sha256: pixelSha256(images.pixels.subarray(i * dims1, (i + 1) * dims1)) })),
+        ...(report ? { report } : {}),
+      });
+    } else {
+      if (!flags.quiet) {
+        process.stdout.write(
+          `${describeRun(resolved)}: compressed ${images.count} images (${images.shape.join('x')}${shard ? `, shard ${shard.index}/${shard.count} of ${images.total}` : ''}) into ${flags.out}: ` +
+            `${compressed.bytes.length} bytes, ${bpd.toFixed(4)} bits/dim (model ideal ${ideal.toFixed(4)})\n`,
+        );
+      }
+      if (report) process.stdout.write(formatReport(report));
+    }
+  } finally {
+    await pool?.close();
+    coder.close();
+  }
+  return EXIT.OK;
+}
+
+function readArchive(file: string): Uint8Array {
+  try {
+    return new Uint8Array(fs.readFileSync(file));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UserError(`${file}: cannot read (${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'a directory' : (code ?? (e as Error).message)}); expected a file written by flow compress`);
+  }
+}
+
+/** --run, else the checkpoint the file was compressed with when it is still there, else <runs>/latest. */
+function decodingRun(flags: DecompressFlags, recorded: string): ResolvedRun {
+  if (flags.run !== undefined || flags.checkpoint !== undefined) return resolveRun(flags.run, { checkpoint: flags.checkpoint });
+  if (fs.existsSync(path.join(recorded, 'manifest.json'))) return resolveRun(recorded);
+  return resolveRun(undefined);
+}
+
+export async function decompressCommand(file: string, flags: DecompressFlags): Promise<number> {
+  const container = decodeContainer(readArchive(file), file);
+  const h = container.header;
+  const resolved = decodingRun(flags, h.checkpoint);
+  checkCheckpoint(h, file, { checkpointSha256: checkpointDigest(resolved.checkpoint), runLabel: `run ${displayPath(resolved.runDir)} step ${resolved.step}` });
+  const coder = await openCoder(resolved, h.weights, h.chunk_size, flags, () => h.count);
+  let pool: CodecPool | undefined;
+  try {
+    checkArithmetic(h, file, { backend: tf.getBackend(), fingerprint: coder.fingerprint });
+    pool = await coder.pool();
+    const { pixels, decodeSeconds } = await decompressContainer(pool, container, file);
+    const written = await writeImages(flags.out, h, pixels, file);
+    if (flags.json) {
+      printJson({
+        file,
+        out: flags.out,
+        count: h.count,
+        total: h.total,
+        shard: h.shard,
+        shape: h.image_shape,
+        indices: expandIndices(h.indices),
+        images: written,
+        decode_images_per_s: h.count / decodeSeconds,
+        threads: pool.threads,
+        run_dir: resolved.runDir,
+        checkpoint: resolved.checkpoint,
+        step: resolved.step,
+        backend: tf.getBackend(),
+      });
+    } else if (!flags.quiet) {
+      process.stdout.write(`${describeRun(resolved)}: decompressed ${h.count} images (${h.image_shape.join('x')}) from ${file} into ${flags.out}, every chunk's pixel sha256 verified\n`);
+    }
+  } finally {
+    await pool?.close();
+    coder.close();
+  }
+  return EXIT.OK;
+}
