@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
-import { encodePng } from '../io/png.js';
+import sharp from 'sharp';
 import { atomicWriteFile } from '../io/atomic.js';
 import { expandIndices, type ContainerHeader } from './container.js';
 import { outputName } from './inputs.js';
@@ -16,6 +16,15 @@ export interface WrittenImage {
   file: string;
   /** sha256 of the image's pixel bytes (uint8 HWC), comparable with the original's. */
   sha256: string;
+}
+
+/**
+ * A PNG with exactly these pixels and channels. sharp writes raw 1-channel input as an RGB PNG unless told
+ * the colourspace, and a grey image must come back grey to compress again at the model's shape.
+ */
+export async function encodeExactPng(pixels: Uint8Array, height: number, width: number, channels: number): Promise<Buffer> {
+  const img = sharp(Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength), { raw: { width, height, channels: channels as 1 | 3 } });
+  return (channels === 1 ? img.toColourspace('b-w') : img).png({ compressionLevel: 9, adaptiveFiltering: true }).toBuffer();
 }
 
 export function pixelSha256(pixels: Uint8Array): string {
@@ -52,7 +61,7 @@ export async function writeImages(out: string, h: ContainerHeader, pixels: Uint8
     const px = pixels.subarray(i * dims, (i + 1) * dims);
     const target = names[i]!;
     fs.mkdirSync(path.dirname(path.resolve(target)), { recursive: true });
-    atomicWriteFile(target, await encodePng({ pixels: px, n: 1, height, width, channels }));
+    atomicWriteFile(target, await encodeExactPng(px, height, width, channels));
     written.push({ index: indices[i]!, file: target, sha256: pixelSha256(px) });
   }
   return written;

@@ -1,6 +1,6 @@
 // `flow compress --report`: decode the written file again (same codec), check it is byte-exact, and set
 // its size beside the model's ideal code length and the best lossless PNG and WebP of the same images.
-// PNG is zlib level 9 with adaptive filtering; sharp's `effort` is not used because it turns on palette
+// PNG is zlib level 9 with adaptive filtering, grey images as grey PNGs; sharp's `effort` is not used because it turns on palette
 // quantisation, which is lossy. Each baseline is re-decoded and checked to be exact too.
 import fs from 'node:fs';
 import sharp, { type Sharp } from 'sharp';
@@ -67,7 +67,7 @@ export async function measureReport(pool: CodecPool, file: string, images: Image
   }
   const dims = images.shape[0] * images.shape[1] * images.shape[2];
   const total = images.count * dims;
-  const png = await baselineBytes(images, (s) => s.png({ compressionLevel: 9, adaptiveFiltering: true }), 'PNG');
+  const png = await baselineBytes(images, (s) => (images.shape[2] === 1 ? s.toColourspace('b-w') : s).png({ compressionLevel: 9, adaptiveFiltering: true }), 'PNG');
   const webp = await baselineBytes(images, (s) => s.webp({ lossless: true, effort: 6 }), 'WebP');
   const bpd = (onDisk.length * 8) / total;
   const ideal = compressed.idealBits / total;
