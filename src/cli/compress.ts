@@ -18,7 +18,8 @@ import { readInputs } from '../compress/inputs.js';
 import { pixelSha256, writeImages } from '../compress/output.js';
 import { CodecPool } from '../compress/pool.js';
 import { formatReport, measureReport } from '../compress/report.js';
-import { chooseThreads, parseIntOption, parseShard, parseThreads, parseWeights, printJson, run, withBackend, BACKEND_HELP, defaultBackend } from './common.js';
+import { BACKEND_CHOICES, describeBackend, selectBackend, type BackendChoice } from '../backend/select.js';
+import { chooseThreads, parseIntOption, parseShard, parseThreads, parseWeights, printJson, run, BACKEND_HELP, defaultBackend } from './common.js';
 
 export const DEFAULT_CHUNK_SIZE = 100;
 
@@ -92,9 +93,20 @@ function codingThreads(requested: number | 'auto' | undefined, images: number, q
   return threads;
 }
 
+/**
+ * Starts the backend; its line and notes (stderr) are returned for the caller to print once it has not
+ * refused the work: a refusal after start-up (another arithmetic) is then the only line on stderr.
+ */
+async function startBackendQuietly(name: string): Promise<string[]> {
+  if (!(BACKEND_CHOICES as readonly string[]).includes(name)) throw new UserError(`--backend ${name}: unknown backend; expected one of ${BACKEND_CHOICES.join(', ')}`);
+  const b = await selectBackend(name as BackendChoice);
+  return [describeBackend(), ...b.notes];
+}
+
 /** Model, codec and pool for one command; close() releases all three. */
 async function openCoder(resolved: ResolvedRun, weights: 'average' | 'raw', chunkSize: number, flags: CommonFlags, images: () => number) {
-  const loaded: LoadedModel = await withBackend(flags, () => loadModel(resolved.checkpoint, weights));
+  const backendLines = await startBackendQuietly(flags.backend ?? 'auto');
+  const loaded: LoadedModel = loadModel(resolved.checkpoint, weights);
   let codec: ChunkCodec | undefined;
   try {
     codec = await createChunkCodec(loaded, chunkSize);
@@ -103,6 +115,10 @@ async function openCoder(resolved: ResolvedRun, weights: 'average' | 'raw', chun
       loaded,
       codec,
       fingerprint,
+      /** Prints the backend line and notes (not with --quiet). */
+      announce: () => {
+        if (!flags.quiet) for (const line of backendLines) process.stderr.write(`${line}\n`);
+      },
       pool: async () => CodecPool.create(codec!, codingThreads(flags.threads, images(), flags.quiet), { checkpoint: resolved.checkpoint, weights: loaded.weights, backend: tf.getBackend() }),
       close: () => {
         codec?.dispose();
@@ -125,6 +141,7 @@ export async function compressCommand(inputs: string[], flags: CompressFlags): P
   const coder = await openCoder(resolved, weights, flags.chunkSize, flags, () => count);
   let pool: CodecPool | undefined;
   try {
+    coder.announce();
     const images = await readInputs(inputs, { shape: coder.codec.imageShape, seed: coder.loaded.config.seed, limit: flags.limit, shard });
     count = images.count;
     pool = await coder.pool();
@@ -212,6 +229,7 @@ export async function decompressCommand(file: string, flags: DecompressFlags): P
   let pool: CodecPool | undefined;
   try {
     checkArithmetic(h, file, { backend: tf.getBackend(), fingerprint: coder.fingerprint });
+    coder.announce();
     pool = await coder.pool();
     const { pixels, decodeSeconds } = await decompressContainer(pool, container, file);
     const written = await writeImages(flags.out, h, pixels, file);
