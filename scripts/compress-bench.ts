@@ -10,18 +10,14 @@ import path from 'node:path';
 import { Command } from 'commander';
 import sharp from 'sharp';
 import { tf } from '../src/tf.js';
-import { VERSION } from '../src/version.js';
 import { selectBackend, describeBackend, type BackendChoice } from '../src/backend/select.js';
-import { checkpointDigest } from '../src/io/checkpoint-layout.js';
-import { loadModel } from '../src/io/model-io.js';
 import { resolveRun } from '../src/io/run.js';
 import { atomicWriteFile } from '../src/io/atomic.js';
-import { createChunkCodec } from '../src/compress/codec.js';
 import { decodeContainer } from '../src/compress/container.js';
 import { compressImages, decompressContainer } from '../src/compress/compress.js';
 import { readInputs } from '../src/compress/inputs.js';
 import { pixelSha256, writeImages } from '../src/compress/output.js';
-import { CodecPool } from '../src/compress/pool.js';
+import { codingSource, openSession } from '../src/compress/session.js';
 import { measureReport } from '../src/compress/report.js';
 
 const log = (m: string) => process.stderr.write(`compress-bench: ${m}\n`);
@@ -43,25 +39,13 @@ async function main(): Promise<void> {
   await selectBackend(o.backend as BackendChoice);
   log(describeBackend());
   const resolved = resolveRun(o.run, { checkpoint: o.checkpoint });
-  const loaded = loadModel(resolved.checkpoint);
-  const codec = await createChunkCodec(loaded, o.chunkSize);
-  const pool = await CodecPool.create(codec, o.threads, { checkpoint: resolved.checkpoint, weights: loaded.weights, backend: tf.getBackend() });
+  const session = await openSession(resolved.checkpoint, 'average', o.chunkSize);
+  const pool = await session.openPool(o.threads);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'compress-bench-'));
   try {
-    const images = await readInputs(specs, { shape: codec.imageShape, seed: loaded.config.seed, limit: o.limit, shard: null });
+    const images = await readInputs(specs, { shape: session.codec.imageShape, seed: session.loaded.config.seed, limit: o.limit, shard: null });
     log(`compressing ${images.count} images of ${images.shape.join('x')} (run ${resolved.runDir}, step ${resolved.step}, ${pool.threads} thread(s))...`);
-    const compressed = await compressImages(pool, images, {
-      toolVersion: VERSION,
-      checkpointSha256: checkpointDigest(resolved.checkpoint),
-      runDir: resolved.runDir,
-      checkpoint: resolved.checkpoint,
-      step: resolved.step,
-      weights: loaded.weights,
-      backend: tf.getBackend(),
-      fingerprint: await codec.fingerprint(),
-      shard: null,
-      inputs: specs,
-    });
+    const compressed = await compressImages(pool, images, codingSource(session, resolved, null, specs));
     const file = o.keep ?? path.join(tmp, 'bench.flowz');
     atomicWriteFile(file, compressed.bytes);
     log('decoding it again for the report...');
@@ -96,8 +80,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await pool.close();
-    codec.dispose();
-    loaded.model.dispose();
+    session.close();
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 }

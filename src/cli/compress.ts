@@ -4,19 +4,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { tf } from '../tf.js';
-import { VERSION } from '../version.js';
 import { UserError, EXIT } from '../errors.js';
 import { atomicWriteFile } from '../io/atomic.js';
 import { checkpointDigest } from '../io/checkpoint-layout.js';
-import { loadModel, type LoadedModel } from '../io/model-io.js';
 import { resolveRun, describeRun, displayPath, CHECKPOINT_HELP, type ResolvedRun } from '../io/run.js';
-import { createChunkCodec } from '../compress/codec.js';
-import type { ChunkCodec } from '../compress/codec-types.js';
 import { decodeContainer, expandIndices } from '../compress/container.js';
 import { checkArithmetic, checkCheckpoint, compressImages, decompressContainer } from '../compress/compress.js';
 import { readInputs } from '../compress/inputs.js';
 import { pixelSha256, writeImages } from '../compress/output.js';
-import { CodecPool } from '../compress/pool.js';
+import type { CodecPool } from '../compress/pool.js';
+import { codingSource, openSession } from '../compress/session.js';
 import { formatReport, measureReport } from '../compress/report.js';
 import { BACKEND_CHOICES, describeBackend, selectBackend, type BackendChoice } from '../backend/select.js';
 import { chooseThreads, parseIntOption, parseShard, parseThreads, parseWeights, printJson, run, BACKEND_HELP, defaultBackend } from './common.js';
@@ -103,60 +100,20 @@ async function startBackendQuietly(name: string): Promise<string[]> {
   return [describeBackend(), ...b.notes];
 }
 
-/** Model, codec and pool for one command; close() releases all three. */
-async function openCoder(resolved: ResolvedRun, weights: 'average' | 'raw', chunkSize: number, flags: CommonFlags, images: () => number) {
-  const backendLines = await startBackendQuietly(flags.backend ?? 'auto');
-  const loaded: LoadedModel = loadModel(resolved.checkpoint, weights);
-  let codec: ChunkCodec | undefined;
-  try {
-    codec = await createChunkCodec(loaded, chunkSize);
-    const fingerprint = await codec.fingerprint();
-    return {
-      loaded,
-      codec,
-      fingerprint,
-      /** Prints the backend line and notes (not with --quiet). */
-      announce: () => {
-        if (!flags.quiet) for (const line of backendLines) process.stderr.write(`${line}\n`);
-      },
-      pool: async () => CodecPool.create(codec!, codingThreads(flags.threads, images(), flags.quiet), { checkpoint: resolved.checkpoint, weights: loaded.weights, backend: tf.getBackend() }),
-      close: () => {
-        codec?.dispose();
-        loaded.model.dispose();
-      },
-    };
-  } catch (e) {
-    codec?.dispose();
-    loaded.model.dispose();
-    throw e;
-  }
-}
-
 export async function compressCommand(inputs: string[], flags: CompressFlags): Promise<number> {
   const shard = flags.shard ? parseShard(flags.shard) : null;
   const weights = parseWeights(flags.weights);
   const resolved = resolveRun(flags.run, { checkpoint: flags.checkpoint });
-  const checkpointSha256 = checkpointDigest(resolved.checkpoint);
-  let count = 0;
-  const coder = await openCoder(resolved, weights, flags.chunkSize, flags, () => count);
+  refuseDirectory(flags.out);
+  const backendLines = await startBackendQuietly(flags.backend ?? 'auto');
+  const session = await openSession(resolved.checkpoint, weights, flags.chunkSize);
   let pool: CodecPool | undefined;
   try {
-    coder.announce();
-    const images = await readInputs(inputs, { shape: coder.codec.imageShape, seed: coder.loaded.config.seed, limit: flags.limit, shard });
-    count = images.count;
-    pool = await coder.pool();
-    const compressed = await compressImages(pool, images, {
-      toolVersion: VERSION,
-      checkpointSha256,
-      runDir: resolved.runDir,
-      checkpoint: resolved.checkpoint,
-      step: resolved.step,
-      weights: coder.loaded.weights,
-      backend: tf.getBackend(),
-      fingerprint: coder.fingerprint,
-      shard,
-      inputs,
-    });
+    if (!flags.quiet) for (const line of backendLines) process.stderr.write(`${line}\n`);
+    const images = await readInputs(inputs, { shape: session.codec.imageShape, seed: session.loaded.config.seed, limit: flags.limit, shard });
+    pool = await session.openPool(codingThreads(flags.threads, images.count, flags.quiet));
+    const source = codingSource(session, resolved, shard, inputs);
+    const compressed = await compressImages(pool, images, source);
     fs.mkdirSync(path.dirname(path.resolve(flags.out)), { recursive: true });
     atomicWriteFile(flags.out, compressed.bytes);
     const report = flags.report ? await measureReport(pool, flags.out, images, compressed) : undefined;
@@ -181,10 +138,10 @@ export async function compressCommand(inputs: string[], flags: CompressFlags): P
         run_dir: resolved.runDir,
         checkpoint: resolved.checkpoint,
         step: resolved.step,
-        weights: coder.loaded.weights,
-        backend: tf.getBackend(),
-        fingerprint: coder.fingerprint,
-        checkpoint_sha256: checkpointSha256,
+        weights: source.weights,
+        backend: source.backend,
+        fingerprint: source.fingerprint,
+        checkpoint_sha256: source.checkpointSha256,
         image_sha256: Array.from({ length: images.count }, (_, i) => ({ index: images.indices[i], sha256: pixelSha256(images.pixels.subarray(i * dims1, (i + 1) * dims1)) })),
         ...(report ? { report } : {}),
       });
@@ -199,9 +156,14 @@ export async function compressCommand(inputs: string[], flags: CompressFlags): P
     }
   } finally {
     await pool?.close();
-    coder.close();
+    session.close();
   }
   return EXIT.OK;
+}
+
+/** --out naming an existing folder: one line rather than a failed rename. */
+function refuseDirectory(out: string): void {
+  if (fs.statSync(out, { throwIfNoEntry: false })?.isDirectory()) throw new UserError(`--out ${out}: is a folder; expected the name of the file to write`);
 }
 
 function readArchive(file: string): Uint8Array {
@@ -225,12 +187,14 @@ export async function decompressCommand(file: string, flags: DecompressFlags): P
   const h = container.header;
   const resolved = decodingRun(flags, h.checkpoint);
   checkCheckpoint(h, file, { checkpointSha256: checkpointDigest(resolved.checkpoint), runLabel: `run ${displayPath(resolved.runDir)} step ${resolved.step}` });
-  const coder = await openCoder(resolved, h.weights, h.chunk_size, flags, () => h.count);
+  if (!/\.png$/i.test(flags.out) && fs.statSync(flags.out, { throwIfNoEntry: false })?.isFile()) throw new UserError(`--out ${flags.out}: is a file; expected a folder (or a .png name for a one-image file)`);
+  const backendLines = await startBackendQuietly(flags.backend ?? 'auto');
+  const session = await openSession(resolved.checkpoint, h.weights, h.chunk_size);
   let pool: CodecPool | undefined;
   try {
-    checkArithmetic(h, file, { backend: tf.getBackend(), fingerprint: coder.fingerprint });
-    coder.announce();
-    pool = await coder.pool();
+    checkArithmetic(h, file, { backend: session.backend, fingerprint: session.fingerprint });
+    if (!flags.quiet) for (const line of backendLines) process.stderr.write(`${line}\n`);
+    pool = await session.openPool(codingThreads(flags.threads, h.count, flags.quiet));
     const { pixels, decodeSeconds } = await decompressContainer(pool, container, file);
     const written = await writeImages(flags.out, h, pixels, file);
     if (flags.json) {
@@ -255,7 +219,7 @@ export async function decompressCommand(file: string, flags: DecompressFlags): P
     }
   } finally {
     await pool?.close();
-    coder.close();
+    session.close();
   }
   return EXIT.OK;
 }

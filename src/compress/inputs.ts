@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadDataset } from '../data/index.js';
 import { IMAGE_EXT, decodeImage, listImages } from '../data/images.js';
+import { mapLimit } from '../data/common.js';
 import { UserError } from '../errors.js';
 import { parseOodSpec } from '../ood/spec.js';
 import { splitRows } from '../ood/run.js';
@@ -31,13 +32,14 @@ function fileSource(files: string[], names: string[], shape: Shape): Source {
     names,
     async read(rows) {
       const out = new Uint8Array(rows.length * dims);
-      for (let j = 0; j < rows.length; j++) {
-        const file = files[rows[j]!]!;
+      // sharp decodes on libuv's thread pool: a few files in flight keep it busy.
+      await mapLimit(rows, 8, async (row, j) => {
+        const file = files[row]!;
         const img = await decodeImage(file, 0);
         const got: Shape = [img.height, img.width, img.channels];
         if (shapeText(got) !== shapeText(shape)) throw new UserError(`${file}: decodes to ${shapeText(got)} pixels (HxWxC); the model takes ${shapeText(shape)}`);
         out.set(img.data, j * dims);
-      }
+      });
       return out;
     },
   };
