@@ -111,7 +111,7 @@ async function setUp(opts: Options): Promise<Setup> {
   const data = await loadDataset(cfg.data, { seed: cfg.seed });
   if (data.kind !== 'image') throw new Error(`bench: ${opts.config} must describe image data`);
   const meta: ModelMeta = { dataShape: data.shape, dataKind: data.kind, nBits: cfg.data.n_bits };
-  const model = buildModel(cfg.model, data.shape, { seed: cfg.seed });
+  const model = buildModel(cfg.model, data.shape, { seed: cfg.seed, nBits: cfg.data.n_bits });
   initializeModel(model, cfg, data);
   const params = model.variables().filter(([, v]) => v.trainable).map(([, v]) => v);
   const optimizer = new Optimizer(cfg.train.optimizer, params);

@@ -97,7 +97,7 @@ test('wrong types, ranges and enums name the path and what was expected', () => 
   assert.equal(userError(() => parseConfigText('seed: -1\n', 'c.yaml')), 'c.yaml: seed: expected an integer >= 0, got -1');
   assert.equal(
     userError(() => parseConfigText('model:\n  family: flowz\n', 'c.yaml')),
-    "c.yaml: model.family: expected one of 'glow', 'realnvp', 'nice', got \"flowz\"",
+    "c.yaml: model.family: expected one of 'glow', 'realnvp', 'nice', 'idf', got \"flowz\"",
   );
   assert.equal(userError(() => parseConfigText('data:\n  channels: 2\n', 'c.yaml')), 'c.yaml: data.channels: expected one of 0, 1, 3, got 2');
   assert.equal(userError(() => parseConfigText('model:\n  lu: yes\n', 'c.yaml')), 'c.yaml: model.lu: expected true or false, got "yes"');
@@ -166,7 +166,7 @@ test('config reference table lists every option with type, default and descripti
     assert.ok(f.defaultValue !== undefined, `${f.path} has no default`);
     assert.match(table, new RegExp(`^\\| \`${f.path.replace('.', '\\.')}\` \\|`, 'm'));
   }
-  assert.match(table, /^\| `model\.family` \| 'glow' \\\| 'realnvp' \\\| 'nice' \| `glow` \| /m);
+  assert.match(table, /^\| `model\.family` \| 'glow' \\\| 'realnvp' \\\| 'nice' \\\| 'idf' \| `glow` \| /m);
   assert.match(table, /^\| `model\.depth` \| integer in \[1, 256\] \| `8` \| flow steps K per level \|$/m);
   assert.match(table, /^\| `data\.path` \| string \| `''` \|/m);
   // every row has exactly four cells (escaped pipes do not split cells)

@@ -306,6 +306,8 @@ export async function auditModel(model: FlowModel, inputs: AuditInput[], opts: A
   const data = inputs.find((i) => i.kind === 'data');
   let jacobian: ModelAudit['jacobian'];
   if (jacobianExamples <= 0) jacobian = { checks: [], skipped: 'disabled' };
+  // An integer flow is piecewise constant off its grid: no Jacobian to compare; its logdet is D·ln(bins) by construction.
+  else if (model.integer) jacobian = { checks: [], skipped: 'integer flow (a bijection of grid values; exactness is the reconstruction check)' };
   else if (dims > maxJacobianDims) jacobian = { checks: [], skipped: `${dims} dimensions > ${maxJacobianDims}` };
   else if (!data || data.n === 0) jacobian = { checks: [], skipped: 'no data inputs' };
   else {

@@ -26,7 +26,7 @@ export const DataSchema = z.strictObject({
 });
 
 export const ModelSchema = z.strictObject({
-  family: z.enum(['glow', 'realnvp', 'nice']).default('glow').describe("glow: actnorm + 1x1 conv + affine coupling; realnvp: masked affine couplings; nice: additive couplings"),
+  family: z.enum(['glow', 'realnvp', 'nice', 'idf']).default('glow').describe("glow: actnorm + 1x1 conv + affine coupling; realnvp: masked affine couplings; nice: additive couplings; idf: integer discrete flow (additive couplings rounded to the data grid, discretised logistic mixture priors): exact code lengths, what 'flow compress' needs; needs data.dequantize: none"),
   levels: int().min(1).max(8).default(2).describe("multi-scale levels L (each squeezes 2x2; all but the last split off half the channels)"),
   depth: int().min(1).max(256).default(8).describe("flow steps K per level"),
   width: int().min(1).max(4096).default(128).describe("hidden channels of each coupling network"),
@@ -42,6 +42,7 @@ export const ModelSchema = z.strictObject({
     .transform((v) => (v === true ? 'position' : v))
     .default('position')
     .describe("learned top-level Gaussian prior: 'channel' = one mean and log-std per channel, as bias * exp(3 * logscale) (ref_glow.py exactly: its zero-init conv applied to zeros reduces to that; openai/glow's learntop and rosinality's glow are this plus a learned offset at border positions, their conv padding with an edge indicator or ones); 'position' = a free mean and log-std per position and channel; false = N(0, I); true = 'position' (older configs)"),
+  mixture: int().min(1).max(10).default(5).describe("idf: logistic components of each discretised logistic mixture prior"),
   split_prior: z.enum(['learned', 'standard']).default('learned').describe("prior of split-off latents: learned conditional Gaussian (Glow) or N(0, I)"),
   conditional: z.enum(['none', 'classes']).default('none').describe("'classes' makes the top prior depend on the label (class-conditional Glow)"),
   class_loss_weight: z.number().min(0).default(0).describe("weight of openai/glow's ycond classification loss on the top latent (0 = off)"),

@@ -59,6 +59,7 @@ export function checkConsistency(cfg: Config, dataShape: number[], facts: DataFa
     bad(`data: examples have shape [${dataShape.join(', ')}]; expected [H, W, C] images or [D] vectors`);
   }
 
+  if (m.family === 'idf') checkIntegerFlow(cfg, dataShape, bad);
   if (m.mask !== 'auto' && m.family !== 'realnvp') {
     bad(`model.mask: '${m.mask}' only applies to model.family realnvp, but the family is ${m.family}; expected model.mask: auto`);
   }
@@ -90,4 +91,20 @@ export interface DatasetLike {
 
 export function checkDatasetConsistency(cfg: Config, ds: DatasetLike): void {
   checkConsistency(cfg, ds.shape, { trainSize: ds.train.n, hasLabels: ds.train.labels !== undefined, numClasses: ds.numClasses });
+}
+
+/**
+ * An integer flow is exact only on the data grid with integer-preserving layers: the options that would
+ * break that (noise off the grid, ActNorm's and the 1x1 conv's real scalings, affine couplings) are refused.
+ */
+function checkIntegerFlow(cfg: Config, dataShape: number[], bad: (msg: string) => never): void {
+  const m = cfg.model;
+  if (dataShape.length !== 3) bad(`model.family: idf models images, but the data are ${dataShape[0]}-D vectors; expected model.family glow, realnvp or nice`);
+  if (cfg.data.dequantize !== 'none') bad("data.dequantize: idf models the discrete pixel values themselves, so dequantisation noise would move them off its grid; expected data.dequantize: none");
+  if (m.coupling === 'affine') bad("model.coupling: idf couplings are additive with the translation rounded to the grid (an affine scale is not integer-invertible); expected model.coupling: auto or additive");
+  if (m.actnorm === 'on') bad("model.actnorm: ActNorm's real scaling is not integer-invertible; expected model.actnorm: auto or off for model.family idf");
+  if (m.permutation === 'conv1x1' || m.permutation === 'none') bad(`model.permutation: idf mixes channels with a fixed permutation between couplings; expected model.permutation: auto, shuffle or reverse, not ${m.permutation}`);
+  if (m.conditional === 'classes') bad("model.conditional: idf has no class-conditional prior; expected model.conditional: none");
+  if (m.learn_top === false) bad('model.learn_top: idf needs a learned top prior; expected model.learn_top: channel or position');
+  if (m.split_prior !== 'learned') bad("model.split_prior: idf's split priors are mixtures conditioned on the kept half; expected model.split_prior: learned");
 }

@@ -21,8 +21,10 @@ import {
 import { ConvNet, MLP, ZeroDense } from './nets.js';
 import { type ForwardVisit, type InverseVisit, type LayerInfo, type MultiScale, MultiScaleBuilder } from './multiscale.js';
 import { topPriorMode } from './priors.js';
+import { buildIdfFlow, IdfCoding, type IntegerCoding } from './idf.js';
 
 export { topPriorMode, type TopPriorMode } from './priors.js';
+export type { IntegerCoding } from './idf.js';
 
 export interface FlowModel {
   /** One example's shape: [H, W, C] (image) or [D] (vector). */
@@ -30,6 +32,8 @@ export interface FlowModel {
   readonly kind: 'image' | 'vector';
   /** Set for class-conditional models. */
   readonly numClasses?: number;
+  /** Set for integer flows (family idf): what an entropy coder needs (`flow compress`). */
+  readonly integer?: IntegerCoding;
   /** [B] log p(x) in nats of continuous x (images already scaled to [-0.5, 0.5]). */
   logProb(x: Tensor, labels?: Tensor): Tensor;
   /**
@@ -76,14 +80,15 @@ export interface ResolvedModelOptions {
 /** Resolves every 'auto' option for the family. */
 export function resolveModelConfig(cfg: ModelConfig): ResolvedModelOptions {
   const family = cfg.family;
-  const coupling: CouplingKind = cfg.coupling === 'auto' ? (family === 'nice' ? 'additive' : 'affine') : cfg.coupling;
-  const autoPermutation: Record<ModelConfig['family'], Permutation> = { glow: 'conv1x1', nice: 'reverse', realnvp: 'none' };
+  const coupling: CouplingKind = cfg.coupling === 'auto' ? (family === 'nice' || family === 'idf' ? 'additive' : 'affine') : cfg.coupling;
+  const autoPermutation: Record<ModelConfig['family'], Permutation> = { glow: 'conv1x1', nice: 'reverse', realnvp: 'none', idf: 'shuffle' };
   const permutation: Permutation = cfg.permutation === 'auto' ? autoPermutation[family] : cfg.permutation;
   const actnorm = cfg.actnorm === 'auto' ? family === 'glow' : cfg.actnorm === 'on';
   return { family, coupling, permutation, actnorm, mask: cfg.mask };
 }
 
-export function buildModel(cfg: ModelConfig, inputShape: number[], opts: { seed: number; numClasses?: number }): FlowModel {
+/** opts.nBits (default 8) is the data's bits per value: an integer flow's grid has 2^nBits steps. */
+export function buildModel(cfg: ModelConfig, inputShape: number[], opts: { seed: number; numClasses?: number; nBits?: number }): FlowModel {
   if (!inputShape.every((d) => Number.isInteger(d) && d >= 1)) throw new Error(`model input shape [${inputShape}] must be positive integers`);
   if (inputShape.length !== 3 && inputShape.length !== 1) {
     throw new Error(`model input shape [${inputShape}]: expected [H, W, C] images or [D] vectors`);
@@ -95,7 +100,7 @@ export function buildModel(cfg: ModelConfig, inputShape: number[], opts: { seed:
       throw new Error(`model.conditional 'classes' needs labelled data with at least 2 classes (got ${numClasses ?? 'no labels'})`);
     }
   }
-  return new Flow(cfg, inputShape, opts.seed, numClasses);
+  return new Flow(cfg, inputShape, opts.seed, numClasses, 2 ** (opts.nBits ?? 8));
 }
 
 /** Number of trainable parameters. */
@@ -107,6 +112,7 @@ class Flow implements FlowModel {
   readonly inputShape: number[];
   readonly kind: 'image' | 'vector';
   readonly numClasses?: number;
+  readonly integer?: IntegerCoding;
   private readonly options: ResolvedModelOptions;
   private readonly flow: MultiScale;
   private readonly classifier?: ZeroDense;
@@ -117,6 +123,7 @@ class Flow implements FlowModel {
     inputShape: number[],
     seed: number,
     numClasses: number | undefined,
+    bins: number,
   ) {
     this.inputShape = [...inputShape];
     this.kind = inputShape.length === 3 ? 'image' : 'vector';
@@ -125,7 +132,13 @@ class Flow implements FlowModel {
     // A stream of its own, so model initialisation never shares numbers with data order or noise.
     const rng = new Rng(seed).fork(0x6d6f64);
     // Vector flows have a standard-normal base (plus the label term when class-conditional).
-    this.flow = this.kind === 'image' ? this.buildImageFlow(rng).build(topPriorMode(cfg.learn_top), numClasses) : this.buildVectorFlow(rng).build(false, numClasses);
+    if (cfg.family === 'idf') {
+      if (numClasses) throw new Error('model.family idf has no class-conditional prior: expected model.conditional none');
+      this.flow = buildIdfFlow(cfg, this.inputShape, rng, bins);
+      this.integer = new IdfCoding(this.flow, bins);
+    } else {
+      this.flow = this.kind === 'image' ? this.buildImageFlow(rng).build(topPriorMode(cfg.learn_top), numClasses) : this.buildVectorFlow(rng).build(false, numClasses);
+    }
     const topShape = this.flow.top.shape;
     if (numClasses && cfg.class_loss_weight > 0) this.classifier = new ZeroDense(topShape[topShape.length - 1]!, numClasses);
   }

@@ -7,14 +7,14 @@ import { tf, type Tensor } from '../tf.js';
 import type { Rng } from '../rng.js';
 import { type Bijector, type ForwardResult, type NamedVariable, concatChannels, prefixed, splitChannels } from './bijector.js';
 import { Chain, type Leaf } from './chain.js';
-import { SplitPrior, TopPrior, type TopPriorMode, gaussianLogp, gaussianSample } from './priors.js';
+import { SplitPrior, TopPrior, type SplitLatentPrior, type TopLatentPrior, type TopPriorMode } from './priors.js';
 
 export interface Split {
   /** Channels that stay in the flow (the first ones); the rest are the latent. */
   readonly keep: number;
   /** Per-example shape of the factored-out latent. */
   readonly latentShape: number[];
-  readonly prior: SplitPrior;
+  readonly prior: SplitLatentPrior;
   /** Position of this latent in encode's list. */
   readonly latentIndex: number;
 }
@@ -53,7 +53,7 @@ export class MultiScale {
   constructor(
     readonly inputShape: number[],
     readonly scales: readonly Scale[],
-    readonly top: TopPrior,
+    readonly top: TopLatentPrior,
   ) {
     let index = 0;
     this.layerLists = scales.map((s) => s.flow.leaves(s.inputShape).map((leaf) => ({ ...leaf, index: index++ })));
@@ -63,9 +63,14 @@ export class MultiScale {
 
   /**
    * x -> latents: `through` moves h through a scale; each split keeps its first channels and factors out the
-   * rest, with that half's prior log-density when `priors`. Untidied.
+   * rest, with that half's prior log-density when `priors`, and `atSplit` sees each split's two halves. Untidied.
    */
-  private down(x: Tensor, through: (scale: Scale, index: number, h: Tensor) => ForwardResult, priors: boolean): Encoding & { logpSplits: Tensor } {
+  private down(
+    x: Tensor,
+    through: (scale: Scale, index: number, h: Tensor) => ForwardResult,
+    priors: boolean,
+    atSplit?: (split: Split, kept: Tensor, latent: Tensor) => void,
+  ): Encoding & { logpSplits: Tensor } {
     const batch = x.shape[0]!;
     let h = x;
     let logdet: Tensor = tf.zeros([batch]);
@@ -77,10 +82,8 @@ export class MultiScale {
       logdet = tf.add(logdet, r.logdet);
       if (scale.split) {
         const [z1, z2] = splitChannels(h, scale.split.keep);
-        if (priors) {
-          const p = scale.split.prior.params(z1);
-          logpSplits = tf.add(logpSplits, gaussianLogp(z2, p.mean, p.logsd));
-        }
+        if (priors) logpSplits = tf.add(logpSplits, scale.split.prior.logp(z2, z1));
+        atSplit?.(scale.split, z1, z2);
         zs.push(z2);
         h = z1;
       }
@@ -105,8 +108,7 @@ export class MultiScale {
   /** x -> latents, logdet and log p(latents) under the priors; `context` is the one-hot labels of a conditional model. Untidied. */
   encode(x: Tensor, context?: Tensor): Encoding & { logpz: Tensor } {
     const { zs, logdet, logpSplits } = this.down(x, (s, _, h) => s.flow.forward(h, context), true);
-    const p = this.top.params(context);
-    return { zs, logdet, logpz: tf.add(logpSplits, gaussianLogp(zs[zs.length - 1]!, p.mean, p.logsd)) };
+    return { zs, logdet, logpz: tf.add(logpSplits, this.top.logp(zs[zs.length - 1]!, context)) };
   }
 
   /** The exact inverse of encode (shapes checked by the caller). Untidied. */
@@ -116,13 +118,39 @@ export class MultiScale {
 
   /** n samples: the top latent first, then each split's latent from its prior given the half above it. Untidied. */
   sample(n: number, temperature: number, rng: Rng | Rng[], context?: Tensor): Tensor {
-    const p = this.top.params(context);
-    const top = gaussianSample([n, ...this.top.shape], temperature, rng, p.mean, p.logsd);
-    const draw = (split: Split, kept: Tensor) => {
-      const sp = split.prior.params(kept);
-      return gaussianSample([n, ...split.latentShape], temperature, rng, sp.mean, sp.logsd);
-    };
+    const top = this.top.sample(n, temperature, rng, context);
+    const draw = (split: Split, kept: Tensor) => split.prior.sample(kept, split.latentShape, temperature, rng);
     return this.up(top, draw, (s, _, h) => s.flow.inverse(h, context).x);
+  }
+
+  /**
+   * x -> latents with the kept half each split's prior was conditioned on (what an entropy coder needs to
+   * evaluate the priors): keptAt[i] belongs to zs[i]. Untidied.
+   */
+  encodeWithConditions(x: Tensor, context?: Tensor): Encoding & { keptAt: Tensor[] } {
+    const keptAt: Tensor[] = [];
+    const { zs, logdet } = this.down(x, (s, _, h) => s.flow.forward(h, context), false, (_, kept) => keptAt.push(kept));
+    return { zs, logdet, keptAt };
+  }
+
+  /**
+   * decode with asynchronous latents (an entropy decoder reading each latent once its condition is known):
+   * `top` gives the top latent, `latentFor` each split's latent given the kept half. Each step runs in its
+   * own tidy and the traversal disposes what it was given; returns x.
+   */
+  async decodeSequential(top: () => Promise<Tensor>, latentFor: (split: Split, kept: Tensor) => Promise<Tensor>, context?: Tensor): Promise<Tensor> {
+    let h = await top();
+    for (let i = this.scales.length - 1; i >= 0; i--) {
+      const scale = this.scales[i]!;
+      const input = h;
+      if (scale.split) {
+        const z = await latentFor(scale.split, input);
+        h = tf.tidy(() => scale.flow.inverse(concatChannels([input, z]), context).x);
+        z.dispose();
+      } else h = tf.tidy(() => scale.flow.inverse(input, context).x);
+      input.dispose();
+    }
+    return h;
   }
 
   /** ActNorm's data-dependent initialisation, every layer on the input it really sees. Call inside tidy. */
@@ -238,8 +266,11 @@ export class MultiScaleBuilder {
     return this;
   }
 
-  /** Factors out the second half of the last scale's channels, under a learned (or standard normal) prior given the first. */
-  split(learned: boolean): this {
+  /**
+   * Factors out the second half of the last scale's channels, under a learned (or standard normal) Gaussian
+   * prior given the first, or the prior `makePrior(keepChannels, latentChannels)` builds.
+   */
+  split(learned: boolean | ((keepChannels: number, latentChannels: number) => SplitLatentPrior)): this {
     const scale = this.scales[this.scales.length - 1];
     if (!scale || scale.split) throw new Error('a split follows a scale, at most one per scale');
     const shape = this.current;
@@ -247,13 +278,15 @@ export class MultiScaleBuilder {
     if (channels % 2 !== 0) throw new Error(`${scale.name} has ${channels} channels: cannot split them in half`);
     const keep = channels / 2;
     const latentShape = [...shape.slice(0, -1), channels - keep];
-    scale.split = { keep, latentShape, prior: new SplitPrior(keep, channels - keep, learned), latentIndex: this.latents++ };
+    const prior = typeof learned === 'function' ? learned(keep, channels - keep) : new SplitPrior(keep, channels - keep, learned);
+    scale.split = { keep, latentShape, prior, latentIndex: this.latents++ };
     this.current = [...shape.slice(0, -1), keep];
     return this;
   }
 
-  /** The composite with its top prior over what the last scale leaves. */
-  build(top: TopPriorMode, numClasses?: number): MultiScale {
-    return new MultiScale([...this.inputShape], this.scales, new TopPrior(this.shape, top, numClasses));
+  /** The composite with its top prior over what the last scale leaves (a Gaussian of this mode, or the prior `top` builds for the shape). */
+  build(top: TopPriorMode | ((shape: number[]) => TopLatentPrior), numClasses?: number): MultiScale {
+    const prior = typeof top === 'function' ? top(this.shape) : new TopPrior(this.shape, top, numClasses);
+    return new MultiScale([...this.inputShape], this.scales, prior);
   }
 }

@@ -8,6 +8,23 @@ import { ZeroConv, ZeroDense } from './nets.js';
 
 const LOG_2PI = Math.log(2 * Math.PI);
 
+/** The prior of a split-off latent, given the half that stays (kept). */
+export interface SplitLatentPrior {
+  /** log p(z | kept) summed per example, [B]. */
+  logp(z: Tensor, kept: Tensor): Tensor;
+  /** Draws [B, ...latentShape] given kept (B = its batch); all noise from rng (or rng[i] for example i). */
+  sample(kept: Tensor, latentShape: number[], temperature: number, rng: Rng | Rng[]): Tensor;
+  variables(): NamedVariable[];
+}
+
+/** The prior of the top latent; context is a conditional model's one-hot labels. */
+export interface TopLatentPrior {
+  readonly shape: number[];
+  logp(z: Tensor, context?: Tensor): Tensor;
+  sample(n: number, temperature: number, rng: Rng | Rng[], context?: Tensor): Tensor;
+  variables(): NamedVariable[];
+}
+
 export interface GaussianParams {
   mean?: Tensor;
   logsd?: Tensor;
@@ -50,7 +67,7 @@ export function topPriorMode(learnTop: ModelConfig['learn_top'] | boolean): TopP
  * exp(3 * logscale): mean, logsd = bias * exp(3 * logscale), split in halves. Plus a per-channel term from the
  * one-hot label (its [mean, logsd] are the two interleaved heads of a zero-init dense layer).
  */
-export class TopPrior {
+export class TopPrior implements TopLatentPrior {
   readonly mean?: tf.Variable;
   readonly logsd?: tf.Variable;
   readonly bias?: tf.Variable;
@@ -97,6 +114,16 @@ export class TopPrior {
     return { mean, logsd };
   }
 
+  logp(z: Tensor, onehot?: Tensor): Tensor {
+    const p = this.params(onehot);
+    return gaussianLogp(z, p.mean, p.logsd);
+  }
+
+  sample(n: number, temperature: number, rng: Rng | Rng[], onehot?: Tensor): Tensor {
+    const p = this.params(onehot);
+    return gaussianSample([n, ...this.shape], temperature, rng, p.mean, p.logsd);
+  }
+
   variables(): NamedVariable[] {
     const out: NamedVariable[] = [];
     if (this.mean && this.logsd) out.push(['mean', this.mean], ['logsd', this.logsd]);
@@ -107,7 +134,7 @@ export class TopPrior {
 }
 
 /** Prior of the split-off half: N(mean, exp(logsd)) with (mean, logsd) = the two interleaved heads of a zero-init conv3x3(z1), or N(0, I). */
-export class SplitPrior {
+export class SplitPrior implements SplitLatentPrior {
   readonly conv?: ZeroConv;
   constructor(keepChannels: number, splitChannels: number, learned: boolean) {
     if (learned) this.conv = new ZeroConv(keepChannels, 2 * splitChannels, 3);
@@ -116,6 +143,14 @@ export class SplitPrior {
     if (!this.conv) return {};
     const [mean, logsd] = this.conv.applyHeads(z1, 2) as [Tensor, Tensor];
     return { mean, logsd };
+  }
+  logp(z2: Tensor, z1: Tensor): Tensor {
+    const p = this.params(z1);
+    return gaussianLogp(z2, p.mean, p.logsd);
+  }
+  sample(z1: Tensor, latentShape: number[], temperature: number, rng: Rng | Rng[]): Tensor {
+    const p = this.params(z1);
+    return gaussianSample([z1.shape[0]!, ...latentShape], temperature, rng, p.mean, p.logsd);
   }
   variables(): NamedVariable[] {
     return this.conv ? prefixed('prior', this.conv.variables()) : [];

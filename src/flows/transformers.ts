@@ -4,6 +4,7 @@
 // transformer (e.g. a rational-quadratic spline) is one class here.
 import { tf, type Tensor } from '../tf.js';
 import { type ForwardResult, type InverseResult, type NamedVariable, newVariable, sumExceptBatch } from './bijector.js';
+import { roundToGrid } from './discrete.js';
 
 export interface Transformer {
   readonly name: string;
@@ -27,6 +28,28 @@ export class AdditiveTransformer implements Transformer {
   readonly heads = 1;
   parameters(heads: Tensor[]): Tensor[] {
     return heads;
+  }
+  forward(x: Tensor, [shift]: Tensor[]): ForwardResult {
+    return { y: tf.add(x, shift!), logdet: tf.zeros([x.shape[0]!]) };
+  }
+  inverse(y: Tensor, [shift]: Tensor[]): InverseResult {
+    return { x: tf.sub(y, shift!), logdet: tf.zeros([y.shape[0]!]) };
+  }
+  variables(): NamedVariable[] {
+    return [];
+  }
+}
+
+/**
+ * IDF: y = x + round(t), t rounded to the data grid (step 1/bins, straight-through gradient), so grid
+ * values map to grid values exactly and the inverse subtracts the very same integer.
+ */
+export class RoundedAdditiveTransformer implements Transformer {
+  readonly name = 'rounded-additive';
+  readonly heads = 1;
+  constructor(readonly bins: number) {}
+  parameters([shift]: Tensor[]): Tensor[] {
+    return [roundToGrid(shift!, this.bins)];
   }
   forward(x: Tensor, [shift]: Tensor[]): ForwardResult {
     return { y: tf.add(x, shift!), logdet: tf.zeros([x.shape[0]!]) };

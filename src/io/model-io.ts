@@ -65,7 +65,7 @@ export function loadModel(checkpointDir: string, weights: 'average' | 'raw' = 'a
   const checkpoint = loadCheckpoint(checkpointDir);
   const meta: ModelMeta = parseModelMeta(checkpoint.state, checkpointDir);
   const config = checkpoint.config;
-  const model = buildModel(config.model, meta.dataShape, { seed: config.seed, numClasses: meta.numClasses });
+  const model = buildModel(config.model, meta.dataShape, { seed: config.seed, numClasses: meta.numClasses, nBits: meta.nBits });
   const byName = recordsByName(checkpoint);
   assignModel(model, byName, checkpointDir);
   const trainable = model.variables().filter(([, v]) => v.trainable);

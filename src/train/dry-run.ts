@@ -27,7 +27,7 @@ export async function dryRun(cfg: Config, log: TrainLogger): Promise<TrainSummar
   if (data) checkDatasetConsistency(cfg, data);
   else checkConsistency(cfg, shape);
   const numClasses = cfg.model.conditional === 'classes' ? data?.numClasses ?? (cfg.data.source === 'cifar10' ? 10 : undefined) : undefined;
-  const model = buildModel(cfg.model, shape, { seed: cfg.seed, numClasses });
+  const model = buildModel(cfg.model, shape, { seed: cfg.seed, numClasses, nBits: cfg.data.n_bits });
   const parameters = countParameters(model);
   model.dispose();
   if (data) log.info(`data: ${data.name} ${data.kind} [${data.shape.join('x')}], ${data.train.n} train / ${data.test.n} test`);

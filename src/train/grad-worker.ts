@@ -48,7 +48,7 @@ const post = (m: WorkerMessage) => parentPort!.postMessage(m);
 async function main(): Promise<void> {
   const { config, meta, backend } = workerData as Start;
   await selectBackend(backend as BackendChoice);
-  const model = buildModel(config.model, meta.dataShape, { seed: config.seed, numClasses: meta.numClasses });
+  const model = buildModel(config.model, meta.dataShape, { seed: config.seed, numClasses: meta.numClasses, nBits: meta.nBits });
   const variables: VariableInfo[] = model.variables().map(([name, v]) => ({ name, shape: v.shape.slice(), trainable: v.trainable }));
   parentPort!.once('message', (m: Attach) => serve(model, m));
   post({ type: 'ready', variables });

@@ -41,7 +41,7 @@ export async function train(cfg: Config, opts: TrainOptions): Promise<TrainSumma
     classNames: data.classNames,
     nBits: cfg.data.n_bits,
   };
-  const model = buildModel(cfg.model, data.shape, { seed: cfg.seed, numClasses: meta.numClasses });
+  const model = buildModel(cfg.model, data.shape, { seed: cfg.seed, numClasses: meta.numClasses, nBits: cfg.data.n_bits });
   const parameters = countParameters(model);
   log.info(`data: ${data.name} ${data.kind} [${data.shape.join('x')}], ${data.train.n} train / ${data.test.n} test; model: ${cfg.model.family} ${parameters.toLocaleString('en')} parameters`);
 

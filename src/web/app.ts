@@ -135,7 +135,7 @@ async function loadManifest(): Promise<WebManifest> {
 /** The exported model, every variable assigned from weights.bin (names and shapes checked). */
 async function loadFlow(m: WebManifest): Promise<FlowModel> {
   const tensors = decodeWeights(m, await fetchBytes(m.weights_file));
-  const model = buildModel(m.model, m.data_shape, { seed: m.seed, numClasses: m.num_classes });
+  const model = buildModel(m.model, m.data_shape, { seed: m.seed, numClasses: m.num_classes, nBits: m.n_bits });
   tf.tidy(() => {
     for (const [name, v] of model.variables()) {
       const t = tensors.get(name);
