@@ -116,7 +116,8 @@ export async function compressCommand(inputs: string[], flags: CompressFlags): P
     const compressed = await compressImages(pool, images, source);
     fs.mkdirSync(path.dirname(path.resolve(flags.out)), { recursive: true });
     atomicWriteFile(flags.out, compressed.bytes);
-    const report = flags.report ? await measureReport(pool, flags.out, images, compressed) : undefined;
+    // An empty shard (more shards than images) still writes its file; there is nothing to measure.
+    const report = flags.report && images.count > 0 ? await measureReport(pool, flags.out, images, compressed) : undefined;
     const dims = images.count * images.shape[0] * images.shape[1] * images.shape[2];
     const bpd = (compressed.bytes.length * 8) / dims;
     const ideal = compressed.idealBits / dims;
