@@ -1,5 +1,6 @@
 // Memory stays flat over long training: a few hundred steps of a small Glow through the trainer's own
-// loop (src/train/), on wasm and on webgpu, and through the data-parallel gradients, keep the number of
+// loop (src/train/), on wasm and on webgpu, and through the data-parallel gradients, and an integer flow
+// trained and then coding chunks (flow compress), keep the number of
 // live tensors constant from step 10 on.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,7 +24,7 @@ after(() => {
 });
 
 /** A Glow small enough for 300 steps in seconds: 28x28 digits, batch 8, depth 1, width 8. */
-function smallConfig(runsDir: string, steps: number): string {
+function smallConfig(runsDir: string, steps: number, family: 'glow' | 'idf' = 'glow'): string {
   return `
 name: memory
 runs_dir: ${runsDir}
@@ -33,8 +34,9 @@ data:
   source: embedded
   limit: 256
   test_limit: 16
+  dequantize: ${family === 'idf' ? 'none' : 'uniform'}
 model:
-  family: glow
+  family: ${family}
   levels: 2
   depth: 1
   width: 8
@@ -54,7 +56,7 @@ train:
  * `steps` trainer steps on the running backend: the tensor count at the last progress line equals the one at
  * step 10, and train() frees everything it made.
  */
-async function trainFlat(steps: number, label: string): Promise<void> {
+async function trainFlat(steps: number, label: string, family: 'glow' | 'idf' = 'glow'): Promise<string> {
   const runsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flow-memory-'));
   dirs.push(runsDir);
   const counts = new Map<number, number>();
@@ -67,7 +69,7 @@ async function trainFlat(steps: number, label: string): Promise<void> {
     event() {},
     close() {},
   };
-  const cfg = parseConfigText(smallConfig(runsDir, steps));
+  const cfg = parseConfigText(smallConfig(runsDir, steps, family));
   const before = tf.memory().numTensors;
   const summary = await train(cfg, { resume: 'fresh', logger });
   assert.equal(summary.step, steps);
@@ -77,11 +79,29 @@ async function trainFlat(steps: number, label: string): Promise<void> {
   assert.ok(at10 !== undefined && atEnd !== undefined, `${label}: progress at steps 10 and ${steps}, got ${[...counts.keys()].join(',')}`);
   assert.equal(atEnd, at10, `${label}: tensors grew from ${at10} (step 10) to ${atEnd} (step ${steps}): ${(atEnd! - at10!) / (steps - 10)} per step`);
   assert.equal(tf.memory().numTensors, before, `${label}: tensors left behind after train() returned`);
+  return path.join(runsDir, 'memory');
 }
 
 test('300 trainer steps (wasm): the tensor count after the last step equals the count after step 10', async () => {
   await tf.setBackend('wasm');
   await trainFlat(300, 'wasm');
+});
+
+test('idf: 100 trainer steps, then encoding and decoding 20 chunks (flow compress), leave the tensor count flat', async () => {
+  await tf.setBackend('wasm');
+  const runDir = await trainFlat(100, 'idf', 'idf');
+  const { resolveRun } = await import('../src/io/run.js');
+  const { loadModel } = await import('../src/io/model-io.js');
+  const { createChunkCodec } = await import('../src/compress/codec.js');
+  const loaded = loadModel(resolveRun(runDir).checkpoint);
+  const codec = await createChunkCodec(loaded, 4);
+  const px = Uint8Array.from({ length: 4 * 784 }, (_, i) => (i * 7) % 256);
+  const round = async () => assert.deepEqual(await codec.decodeChunk((await codec.encodeChunk(px, 4)).bytes, 4), px);
+  await round();
+  const before = tf.memory().numTensors;
+  for (let i = 0; i < 20; i++) await round();
+  assert.equal(tf.memory().numTensors, before, 'tensors grew while coding');
+  loaded.model.dispose();
 });
 
 test('40 trainer steps on webgpu (the device-side step): the tensor count stays flat too', async () => {
