@@ -1,13 +1,13 @@
 // `flow compress` / `flow decompress` end to end on a tiny integer discrete flow trained here: byte-exact
 // round trips (data spec, folder, shard, threads), the --report numbers, and every refusal (truncated,
-// bit-flipped, another checkpoint, another backend's arithmetic, a chunk that decodes wrong, a wrong-sized
-// image) as exit 2 with exactly one line on stderr.
+// bit-flipped, another checkpoint, another backend's arithmetic, a chunk that decodes wrong, a Glow run, a
+// wrong-sized image) as exit 2 with exactly one line on stderr.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { flow, tempDir, writeYaml, type RunResult } from './helpers.js';
+import { flow, tempDir, writeYaml, TINY_CONFIG, type RunResult } from './helpers.js';
 import { decodeContainer, encodeContainer } from '../src/compress/container.js';
 import { pixelSha256 } from '../src/compress/output.js';
 
@@ -39,6 +39,7 @@ train:
 let dir = '';
 let run = '';
 let other = '';
+let glow = '';
 
 function train(name: string, seed: number, steps: number): string {
   const cfg = writeYaml(dir, `${name}.yaml`, IDF_CONFIG.replace('NAME', name).replace('SEED', String(seed)).replace('STEPS', String(steps)));
@@ -50,6 +51,9 @@ function train(name: string, seed: number, steps: number): string {
 before(() => {
   dir = tempDir('flow-compress-');
   other = train('other', 2, 1);
+  const glowCfg = writeYaml(dir, 'glow.yaml', TINY_CONFIG.replace('name: tiny', 'name: glow'));
+  assert.equal(flow(['train', glowCfg, '--quiet', '--max-steps', '1'], dir).code, 0, 'flow train glow');
+  glow = path.join(dir, 'runs', 'glow');
   run = train('idf', 1, 6);
 });
 
@@ -130,7 +134,7 @@ test('a folder of PNGs round-trips with its file names; one image to FILE.png', 
   assert.equal(await pngSha(one), originals[3]);
 });
 
-test('refused with exit 2 and one line: truncated, bit-flipped, a chunk that decodes wrong, another checkpoint, another backend, a wrong-sized image', async () => {
+test('refused with exit 2 and one line: truncated, bit-flipped, a chunk that decodes wrong, another checkpoint, another backend, a non-integer model, a wrong-sized image', async () => {
   const bytes = fs.readFileSync(archive);
   const cut = path.join(dir, 'cut.flowz');
   fs.writeFileSync(cut, bytes.subarray(0, bytes.length - 100));
@@ -155,6 +159,8 @@ test('refused with exit 2 and one line: truncated, bit-flipped, a chunk that dec
 
   // cpu's arithmetic is not wasm's fast kernels', so the codec's fingerprint differs.
   refused(flow(['decompress', archive, '--out', path.join(dir, 'x'), '--backend', 'cpu'], dir), /test\.flowz was encoded on wasm with arithmetic [0-9a-f]{12}; this cpu gives [0-9a-f]{12}: decoding would not be exact/);
+
+  refused(flow(['compress', 'embedded:test', '--run', glow, '--out', path.join(dir, 'glow.flowz'), '--quiet'], dir), /idf|integer/i);
 
   const small = path.join(dir, 'small.png');
   await sharp(Buffer.alloc(25, 9), { raw: { width: 5, height: 5, channels: 1 } }).toColourspace('b-w').png().toFile(small);
