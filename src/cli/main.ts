@@ -15,6 +15,7 @@ import { register as registerReconstruct } from './reconstruct.js';
 import { register as registerInterpolate } from './interpolate.js';
 import { register as registerPlot } from './plot.js';
 import { register as registerOod } from './ood.js';
+import { register as registerCompress } from './compress.js';
 import { CHECKPOINT_HELP } from '../io/run.js';
 
 const verbose = process.argv.includes('--verbose');
@@ -130,6 +131,7 @@ export function buildProgram(): Command {
   registerInterpolate(program);
   registerPlot(program);
   registerOod(program);
+  registerCompress(program);
   return program;
 }
 

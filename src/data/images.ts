@@ -7,12 +7,13 @@ import sharp from 'sharp';
 import { UserError } from '../errors.js';
 import { convertChannels, dataError, mapLimit, splitIndices, statOrThrow, type Dataset, type Split } from './common.js';
 
-const IMAGE_EXT = /\.(png|jpe?g)$/i;
+export const IMAGE_EXT = /\.(png|jpe?g)$/i;
 // sharp decodes on libuv's thread pool (4 threads by default); a few more in flight keeps it busy
 // without holding thousands of decodes in memory at once.
 const DECODE_CONCURRENCY = 8;
 
-function listImages(dir: string): string[] {
+/** Every PNG/JPEG file under dir (subfolders too), sorted by path; dotfiles skipped. */
+export function listImages(dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string) => {
     for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {

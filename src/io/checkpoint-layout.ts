@@ -91,3 +91,21 @@ export function readNameFile(path: string): string | null {
     return null;
   }
 }
+
+/** The files holding a checkpoint's content (manifest.json only describes them, with a timestamp). */
+export const CONTENT_FILES = ['weights.bin', 'state.json'] as const;
+
+/**
+ * One sha256 naming a checkpoint's content: over each content file's name, byte length (u64 LE) and bytes.
+ * Copies of a checkpoint share it; any retrained or edited weight changes it (what `flow compress` files pin).
+ */
+export function checkpointDigest(dir: string): string {
+  const hash = createHash('sha256');
+  for (const name of CONTENT_FILES) {
+    const bytes = readFileSync(join(dir, name));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(bytes.byteLength));
+    hash.update(name).update(Buffer.from([0])).update(len).update(bytes);
+  }
+  return hash.digest('hex');
+}
