@@ -175,3 +175,17 @@ test('config: idf refuses options that break exactness, each with one line namin
   }
   assert.throws(() => checkConsistency(ok, [2]), /idf models images/);
 });
+
+test('idf: initialize fits the priors to one batch (no ActNorm to standardise the latents), once', () => {
+  const model = idf(18);
+  const x = images(32, 19);
+  const bpd = () => tf.tidy(() => -tf.mean(model.logProb(x)).dataSync()[0]! / (64 * Math.LN2) + 8);
+  const before = bpd();
+  model.initialize(x);
+  const after = bpd();
+  assert.ok(after < before - 0.3, `bits/dim ${before.toFixed(3)} -> ${after.toFixed(3)} after the data-dependent start`);
+  // A second call (or one on other data) is a no-op: the flags are checkpointed state.
+  model.initialize(images(32, 20));
+  assert.equal(bpd(), after);
+  model.dispose();
+});

@@ -68,7 +68,7 @@ export function mixtureFromHeads(h: Tensor, components: number): Mixture {
  * Fixed offsets of the K components' means, evenly over [-0.25, 0.25]: zero-initialised heads would
  * otherwise give every component the same parameters and the same gradient forever (one logistic, K times).
  */
-function componentOffsets(k: number): Tensor {
+export function componentOffsets(k: number): Tensor {
   return tf.tensor1d(Array.from({ length: k }, (_, i) => (k === 1 ? 0 : -0.25 + (0.5 * i) / (k - 1))));
 }
 

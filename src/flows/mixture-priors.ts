@@ -5,9 +5,33 @@
 import { tf, type Tensor } from '../tf.js';
 import type { Rng } from '../rng.js';
 import { type NamedVariable, newVariable, prefixed } from './bijector.js';
-import { type Mixture, mixtureFromHeads, mixtureLogp, mixtureSample } from './discrete.js';
+import { type Mixture, LOG_SCALE_OFFSET, componentOffsets, mixtureFromHeads, mixtureLogp, mixtureSample } from './discrete.js';
 import type { SplitLatentPrior, TopLatentPrior } from './priors.js';
-import type { Net } from './nets.js';
+import type { ConvNet } from './nets.js';
+
+/**
+ * The data-dependent start of a mixture (an integer flow has no ActNorm to standardise its latents, so its
+ * priors meet the data instead): given per-value mean and std over one batch, equal weights, the K means
+ * spread over ±0.5 std around the mean (undoing mixtureFromHeads' fixed offsets), and the logistic scale
+ * of that std (s = std·√3/π, at least half a bin). Returns the [..., 3K] heads mixtureFromHeads reads.
+ */
+function headsFor(mean: Tensor, std: Tensor, k: number, bins: number): Tensor {
+  const offsets = componentOffsets(k);
+  const spread = tf.mul(tf.expandDims(std, -1), tf.mul(offsets, 2));
+  const means = tf.sub(tf.add(tf.expandDims(mean, -1), spread), offsets);
+  const scale = tf.maximum(tf.mul(std, Math.sqrt(3) / Math.PI), 0.5 / bins);
+  const logScales = tf.sub(tf.log(scale), LOG_SCALE_OFFSET);
+  const shape = [...mean.shape, k];
+  return tf.concat([tf.zeros(shape), means, tf.broadcastTo(tf.expandDims(logScales, -1), shape)], -1);
+}
+
+/** Assigns `next` to v unless the flag says it was done; flag := 1. Gated on the device like ActNorm's init. */
+function assignOnce(v: tf.Variable, next: Tensor, flag: tf.Variable): void {
+  tf.tidy(() => {
+    v.assign(tf.add(tf.mul(v, flag), tf.mul(next, tf.sub(1, flag))));
+    flag.assign(tf.scalar(1));
+  });
+}
 
 /** A prior whose parameters an entropy coder can read: the mixture of every value of the latent. */
 export interface MixturePrior {
@@ -18,7 +42,7 @@ export interface MixturePrior {
 /** p(z2 | z1): the network maps the kept half to 3K heads per split-off channel (logits, means, log-scales). */
 export class MixtureSplitPrior implements SplitLatentPrior, MixturePrior {
   constructor(
-    readonly net: Net,
+    readonly net: ConvNet,
     readonly latentChannels: number,
     readonly components: number,
     readonly bins: number,
@@ -39,8 +63,24 @@ export class MixtureSplitPrior implements SplitLatentPrior, MixturePrior {
     return mixtureSample(this.mixture(kept), [kept.shape[0]!, ...latentShape], temperature, this.bins, rng);
   }
 
+  /**
+   * Per channel of the latent, the mixture that fits it over one batch, as the output conv's bias (its
+   * weights are zero at the start, so the bias alone is the prior until training moves them).
+   */
+  initialize(z: Tensor): void {
+    const out = this.net.out;
+    tf.tidy(() => {
+      const { mean, variance } = tf.moments(z, [0, 1, 2]);
+      const heads = headsFor(mean, tf.sqrt(variance), this.components, this.bins);
+      // The conv's output is scaled by exp(3 logscale), 1 at the start.
+      assignOnce(out.bias, tf.div(tf.reshape(heads, [-1]), tf.exp(tf.mul(out.logscale, 3))), this.initializedFlag);
+    });
+  }
+
+  readonly initializedFlag = newVariable([0], [], false);
+
   variables(): NamedVariable[] {
-    return prefixed('prior', this.net.variables());
+    return [...prefixed('prior', this.net.variables()), ['initialized', this.initializedFlag]];
   }
 }
 
@@ -85,7 +125,18 @@ export class MixtureTopPrior implements TopLatentPrior, MixturePrior {
     return mixtureSample(this.mixture(), [n, ...this.shape], temperature, this.bins, rng);
   }
 
+  readonly initializedFlag = newVariable([0], [], false);
+
+  /** The mixture that fits one batch's top latent, per position (or per channel). */
+  initialize(z: Tensor): void {
+    tf.tidy(() => {
+      const { mean, variance } = tf.moments(z, this.mode === 'position' ? [0] : [0, 1, 2]);
+      const heads = headsFor(mean, tf.sqrt(variance), this.components, this.bins);
+      assignOnce(this.heads, tf.div(heads, TOP_PRIOR_GAIN), this.initializedFlag);
+    });
+  }
+
   variables(): NamedVariable[] {
-    return [['heads', this.heads]];
+    return [['heads', this.heads], ['initialized', this.initializedFlag]];
   }
 }

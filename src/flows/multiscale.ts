@@ -153,9 +153,11 @@ export class MultiScale {
     return h;
   }
 
-  /** ActNorm's data-dependent initialisation, every layer on the input it really sees. Call inside tidy. */
+  /** Data-dependent initialisation (ActNorm, and priors that have one), every layer on the input it really sees. Call inside tidy. */
   initialize(x: Tensor, context?: Tensor): void {
-    this.down(x, (s, _, h) => ({ y: s.flow.initializeThrough(h, context), logdet: tf.zeros([x.shape[0]!]) }), false);
+    const through = (s: Scale, _: number, h: Tensor) => ({ y: s.flow.initializeThrough(h, context), logdet: tf.zeros([x.shape[0]!]) });
+    const { zs } = this.down(x, through, false, (split, kept, latent) => split.prior.initialize?.(latent, kept));
+    this.top.initialize?.(zs[zs.length - 1]!);
   }
 
   /**

@@ -15,6 +15,8 @@ export interface SplitLatentPrior {
   /** Draws [B, ...latentShape] given kept (B = its batch); all noise from rng (or rng[i] for example i). */
   sample(kept: Tensor, latentShape: number[], temperature: number, rng: Rng | Rng[]): Tensor;
   variables(): NamedVariable[];
+  /** Data-dependent initialisation from one batch's latent and kept half; absent when not needed. */
+  initialize?(z: Tensor, kept: Tensor): void;
 }
 
 /** The prior of the top latent; context is a conditional model's one-hot labels. */
@@ -23,6 +25,8 @@ export interface TopLatentPrior {
   logp(z: Tensor, context?: Tensor): Tensor;
   sample(n: number, temperature: number, rng: Rng | Rng[], context?: Tensor): Tensor;
   variables(): NamedVariable[];
+  /** Data-dependent initialisation from one batch's top latent; absent when not needed. */
+  initialize?(z: Tensor): void;
 }
 
 export interface GaussianParams {
